@@ -1,0 +1,3 @@
+"""clusterbench: a benchmark runner for unsupervised image clustering."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,120 @@
+"""The ``clusterbench`` command: Hydra composes the config, ``run.run_experiment`` does the work.
+
+Errors a user can fix (an unknown option or key, a wrong type, a missing or corrupt dataset
+file, an impossible value) print one line, ``error: ...``, that names the key or path and
+how to fix it, and exit with status 2 and no traceback. Anything else is a bug and keeps its
+traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of every error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException, MissingConfigException, OverrideParseException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from clusterbench.config import register_schemas
+from clusterbench.errors import ClusterbenchError
+from clusterbench.io import atomic_write_json
+
+USER_ERROR = 2
+_failed_jobs: list[str] = []  # multirun jobs that failed with a user error
+
+
+def describe(ex: BaseException) -> Optional[str]:
+    """A one-line explanation of a user error, or None when ``ex`` looks like a bug."""
+    if isinstance(ex, ClusterbenchError):
+        return str(ex)
+    if isinstance(ex, MissingConfigException):
+        return _missing_option(ex)
+    if isinstance(ex, OverrideParseException):
+        return f"cannot parse the override '{ex.override}': {_first_line(ex.message)}"
+    cause = ex.__cause__ if isinstance(ex, CompactHydraException) else ex
+    if isinstance(cause, ConfigKeyError):
+        return _unknown_key(cause)
+    if isinstance(cause, ValidationError):
+        key = cause.full_key or "a config value"
+        return f"{key}: {_first_line(cause.msg)}; fix the value (see `clusterbench --cfg job` for the types)"
+    if isinstance(cause, OmegaConfBaseException):
+        key = f"{cause.full_key}: " if cause.full_key else ""
+        return f"{key}{_first_line(cause.msg)}"
+    if isinstance(ex, CompactHydraException):
+        message = _first_line(str(ex))
+        if "No match in the defaults list" in str(ex) or "Could not override" in message:
+            return f"{message} It is neither a config key nor a config group; check the spelling (`clusterbench --help` lists them)"
+        return message
+    return None
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
+def _missing_option(ex: MissingConfigException) -> str:
+    missing = ex.missing_cfg_file or ""
+    group, _, option = missing.rpartition("/")
+    if ex.options is not None and group:
+        valid = ", ".join(sorted(ex.options))
+        return f"{group.replace('/', '.')}={option} is not a known option; choose one of: {valid}"
+    return _first_line(str(ex))
+
+
+def _unknown_key(err: ConfigKeyError) -> str:
+    key = err.full_key or str(err.key)
+    parent = err.parent_node
+    valid = sorted(str(k) for k in parent.keys()) if isinstance(parent, DictConfig) else []
+    hint = f"valid keys here: {', '.join(valid)}" if valid else "check the spelling"
+    return f"unknown config key '{key}'; {hint}"
+
+
+@hydra.main(version_base="1.3", config_path="pkg://clusterbench.conf", config_name="config")
+def _job(cfg: DictConfig) -> Optional[dict[str, Any]]:
+    """One Hydra job. User errors end it here, so Hydra adds no lines of its own."""
+    from clusterbench.run import run_experiment  # torch & co. load after the config composed
+
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        return run_experiment(cfg, out_dir)
+    except Exception as ex:
+        message = describe(ex)
+        if message is None or os.environ.get("CLUSTERBENCH_TRACEBACK"):
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        overrides = list(hydra_cfg.overrides.task)
+        atomic_write_json(out_dir / "error.json", {"status": "failed", "error": message, "overrides": overrides})
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            _failed_jobs.append(",".join(overrides))  # the sweep goes on; the exit code reports it
+            return None
+        raise SystemExit(USER_ERROR) from None
+
+
+def main() -> None:
+    """Entry point of ``clusterbench`` and ``python -m clusterbench``."""
+    register_schemas()
+    if os.environ.get("HYDRA_FULL_ERROR"):
+        os.environ["CLUSTERBENCH_TRACEBACK"] = "1"  # the user asked for tracebacks: keep them all
+    # Let Hydra's composition errors reach us as exceptions instead of its multi-line report.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        _job()
+    except Exception as ex:
+        message = describe(ex)
+        if message is None or os.environ.get("CLUSTERBENCH_TRACEBACK"):
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(USER_ERROR)
+    if _failed_jobs:
+        print(f"error: {len(_failed_jobs)} job(s) of the sweep failed: {'; '.join(_failed_jobs)}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Clustering methods: one file per method, each a subclass of ``base.Method``."""

@@ -1,0 +1,90 @@
+"""The small base every clustering method subclasses.
+
+A method gets the dataset and a run context, and returns one cluster id per evaluated
+image. It never sees the labels: ``fit_predict`` receives them inside ``ImageDataset`` only
+because the images travel there, and the run checks nothing of them reaches the method's
+result but the ids.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from clusterbench.data.dataset import ImageDataset
+from clusterbench.errors import ConfigError
+
+
+@dataclass
+class RunContext:
+    """What a method may use besides the images: where to run, the seed, the backbone."""
+
+    device: torch.device
+    seed: int
+    backbone: nn.Module
+    out_dir: Optional[Path] = None
+    progress: bool = True
+
+
+@dataclass
+class Prediction:
+    """A method's answer: cluster ids for ``data.images`` in order, and how it got there."""
+
+    assignments: np.ndarray  # N int64
+    num_clusters: int
+    timings: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
+    info: dict[str, Any] = field(default_factory=dict)  # method-specific facts (inertia, ...)
+
+
+class Timer:
+    """Wall seconds per named phase, accumulated into a dict."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into = into
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.into[phase] = self.into.get(phase, 0.0) + time.perf_counter() - start
+
+
+class Method(ABC):
+    """A clustering method; ``num_clusters=None`` means the dataset's class count."""
+
+    def __init__(self, num_clusters: Optional[int] = None) -> None:
+        if num_clusters is not None and num_clusters < 2:
+            raise ConfigError("method.num_clusters", f"{num_clusters} is fewer than 2 clusters; use 2 or more (or null for the class count)")
+        self.num_clusters = num_clusters
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def clusters_for(self, data: ImageDataset) -> int:
+        k = self.num_clusters if self.num_clusters is not None else data.num_classes
+        if k > len(data.train_images()):
+            raise ConfigError("method.num_clusters", f"{k} clusters but only {len(data.train_images())} images; lower it or raise dataset.limit")
+        return k
+
+    @abstractmethod
+    def fit_predict(self, data: ImageDataset, ctx: RunContext) -> Prediction:
+        """Fit on ``data.train_images()`` and return a cluster id for each of ``data.images``."""
+
+
+def require_positive(key: str, value: Optional[int | float], allow_none: bool = False) -> None:
+    """Reject a count or size that must be ≥ 1 (or a positive real), naming the key."""
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise ConfigError(key, f"{value} is not allowed; it must be positive")
