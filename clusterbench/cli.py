@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from clusterbench.config import register_schemas
 from clusterbench.errors import ClusterbenchError
@@ -26,6 +26,7 @@ from clusterbench.io import atomic_write_json
 
 USER_ERROR = 2
 _failed_jobs: list[str] = []  # multirun jobs that failed with a user error
+_tracebacks = {"show": False}  # the user set HYDRA_FULL_ERROR=1: keep every traceback
 
 
 def describe(ex: BaseException) -> Optional[str]:
@@ -37,7 +38,7 @@ def describe(ex: BaseException) -> Optional[str]:
     if isinstance(ex, OverrideParseException):
         return f"cannot parse the override '{ex.override}': {_first_line(ex.message)}"
     cause = ex.__cause__ if isinstance(ex, CompactHydraException) else ex
-    if isinstance(cause, ConfigKeyError):
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         return _unknown_key(cause)
     if isinstance(cause, ValidationError):
         key = cause.full_key or "a config value"
@@ -66,11 +67,11 @@ def _missing_option(ex: MissingConfigException) -> str:
     return _first_line(str(ex))
 
 
-def _unknown_key(err: ConfigKeyError) -> str:
+def _unknown_key(err: OmegaConfBaseException) -> str:
     key = err.full_key or str(err.key)
     parent = err.parent_node
     valid = sorted(str(k) for k in parent.keys()) if isinstance(parent, DictConfig) else []
-    hint = f"valid keys here: {', '.join(valid)}" if valid else "check the spelling"
+    hint = f"valid keys there: {', '.join(k for k in valid if not k.startswith('_'))}" if valid else "check the spelling"
     return f"unknown config key '{key}'; {hint}"
 
 
@@ -85,7 +86,7 @@ def _job(cfg: DictConfig) -> Optional[dict[str, Any]]:
         return run_experiment(cfg, out_dir)
     except Exception as ex:
         message = describe(ex)
-        if message is None or os.environ.get("CLUSTERBENCH_TRACEBACK"):
+        if message is None or _tracebacks["show"]:
             raise
         print(f"error: {message}", file=sys.stderr)
         overrides = list(hydra_cfg.overrides.task)
@@ -99,15 +100,15 @@ def _job(cfg: DictConfig) -> Optional[dict[str, Any]]:
 def main() -> None:
     """Entry point of ``clusterbench`` and ``python -m clusterbench``."""
     register_schemas()
-    if os.environ.get("HYDRA_FULL_ERROR"):
-        os.environ["CLUSTERBENCH_TRACEBACK"] = "1"  # the user asked for tracebacks: keep them all
+    _tracebacks["show"] = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    _failed_jobs.clear()
     # Let Hydra's composition errors reach us as exceptions instead of its multi-line report.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _job()
     except Exception as ex:
         message = describe(ex)
-        if message is None or os.environ.get("CLUSTERBENCH_TRACEBACK"):
+        if message is None or _tracebacks["show"]:
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(USER_ERROR)

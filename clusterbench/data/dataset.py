@@ -84,7 +84,7 @@ def check_split(split: str, available: Sequence[str] = ("train", "test")) -> Non
     """Reject a split the dataset does not have, naming the ones it has."""
     valid = ["all", *[s for s in SPLITS[1:] if s in available]]
     if split not in valid:
-        raise ConfigError("dataset.split", f"'{split}' is not available here; use one of {', '.join(valid)}")
+        raise ConfigError("dataset.split", f"'{split}' is not a split of this dataset; use {' or '.join(valid)}")
 
 
 def stratified_subset(data: ImageDataset, limit: Optional[int], seed: int) -> ImageDataset:

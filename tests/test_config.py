@@ -1,0 +1,64 @@
+"""Every config-group option composes, and the typed schemas catch typos and wrong types."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+
+def options(group: str) -> list[str]:
+    folder = resources.files("clusterbench.conf") / group
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def test_groups_hold_the_expected_options():
+    assert {"kmeans", "gmm"} <= set(options("method"))
+    assert set(options("dataset")) == {"mnist", "cifar10", "cifar100", "stl10", "imagenet_dog", "digits", "synthetic"}
+    assert set(options("hardware")) == {"cpu", "gpu", "auto"}
+    assert "pixels" in options("backbone")
+
+
+@pytest.mark.parametrize("method", options("method"))
+@pytest.mark.parametrize("dataset", options("dataset"))
+def test_every_method_composes_with_every_dataset(compose, method, dataset):
+    cfg = compose(f"method={method}", f"dataset={dataset}")
+    assert cfg.dataset.name == dataset
+    assert cfg.method._target_.startswith("clusterbench.methods.")
+    assert str(cfg.dataset.split.value) == "all"
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+@pytest.mark.parametrize("group", ["backbone", "hardware"])
+def test_every_backbone_and_hardware_option_composes(compose, group):
+    for option in options(group):
+        cfg = compose(f"{group}={option}")
+        OmegaConf.to_container(cfg[group], resolve=True)
+
+
+def test_defaults_are_kmeans_on_digits(compose):
+    cfg = compose()
+    assert cfg.method._target_.endswith("KMeansMethod") and cfg.dataset.name == "digits"
+    assert cfg.seed == 0 and cfg.method.num_clusters is None
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["method.nitre=5", "dataset.targets=fine", "seed=abc", "method.pca_dim=1.5", "dataset.split=val", "hardware.device=tpu", "dataset.download=maybe"],
+)
+def test_typos_and_wrong_types_fail_at_compose_time(compose, override):
+    with pytest.raises(ConfigCompositionException):
+        compose(override)
+
+
+def test_dataset_specific_keys_exist_only_where_they_mean_something(compose):
+    assert compose("dataset=cifar100", "dataset.targets=fine").dataset.targets.value == "fine"
+    assert compose("dataset=stl10", "dataset.unlabeled=true").dataset.unlabeled is True
+    assert compose("dataset=imagenet_dog", "dataset.image_size=64").dataset.image_size == 64
+
+
+def test_dataset_root_follows_the_environment(compose, monkeypatch):
+    monkeypatch.setenv("CLUSTERBENCH_DATA", "/somewhere")
+    assert OmegaConf.to_container(compose("dataset=mnist").dataset, resolve=True)["root"] == "/somewhere"
