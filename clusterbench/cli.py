@@ -8,6 +8,7 @@ traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of every error.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -22,10 +23,10 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from clusterbench.config import register_schemas
 from clusterbench.errors import ClusterbenchError
-from clusterbench.io import atomic_write_json
+from clusterbench.sweep import SweepReport
 
 USER_ERROR = 2
-_failed_jobs: list[str] = []  # multirun jobs that failed with a user error
+log = logging.getLogger(__name__)
 _tracebacks = {"show": False}  # the user set HYDRA_FULL_ERROR=1: keep every traceback
 
 
@@ -77,31 +78,43 @@ def _unknown_key(err: OmegaConfBaseException) -> str:
 
 @hydra.main(version_base="1.3", config_path="pkg://clusterbench.conf", config_name="config")
 def _job(cfg: DictConfig) -> Optional[dict[str, Any]]:
-    """One Hydra job. User errors end it here, so Hydra adds no lines of its own."""
-    from clusterbench.run import run_experiment  # torch & co. load after the config composed
+    """One Hydra job. User errors end it here, so Hydra adds no lines of its own.
+
+    In a sweep every failure is recorded (error.json, the store) and the sweep goes on;
+    ``SweepReport`` turns the failures into the exit status at the end.
+    """
+    from clusterbench import run  # torch & co. load after the config composed
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    if sweeping and not cfg.rerun:
+        previous = run.finished_result(out_dir, cfg)
+        if previous is not None:
+            print(f"skip: {out_dir} already holds this finished run (rerun=true runs it again)")
+            return previous
     try:
-        return run_experiment(cfg, out_dir)
+        return run.run_experiment(cfg, out_dir, overrides)
     except Exception as ex:
         message = describe(ex)
-        if message is None or _tracebacks["show"]:
+        if _tracebacks["show"] or (message is None and not sweeping):
             raise
+        if message is None:  # a bug inside a sweep: keep its traceback in the job's log
+            log.exception("job failed")
+            message = f"{type(ex).__name__}: {_first_line(str(ex))} (traceback in {out_dir})"
         print(f"error: {message}", file=sys.stderr)
-        overrides = list(hydra_cfg.overrides.task)
-        atomic_write_json(out_dir / "error.json", {"status": "failed", "error": message, "overrides": overrides})
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            _failed_jobs.append(",".join(overrides))  # the sweep goes on; the exit code reports it
-            return None
-        raise SystemExit(USER_ERROR) from None
+        run.record_failure(cfg, out_dir, overrides, message)
+        if not sweeping:
+            raise SystemExit(USER_ERROR) from None
+        return None
 
 
 def main() -> None:
     """Entry point of ``clusterbench`` and ``python -m clusterbench``."""
     register_schemas()
     _tracebacks["show"] = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    _failed_jobs.clear()
+    SweepReport.failed.clear()
     # Let Hydra's composition errors reach us as exceptions instead of its multi-line report.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
@@ -112,8 +125,8 @@ def main() -> None:
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(USER_ERROR)
-    if _failed_jobs:
-        print(f"error: {len(_failed_jobs)} job(s) of the sweep failed: {'; '.join(_failed_jobs)}", file=sys.stderr)
+    if SweepReport.failed:
+        print(f"error: {len(SweepReport.failed)} job(s) of the sweep failed: {'; '.join(SweepReport.failed)}", file=sys.stderr)
         sys.exit(1)
 
 

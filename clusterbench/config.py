@@ -8,7 +8,7 @@ before any data is read. Each group file pulls its schema in with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
@@ -127,6 +127,15 @@ class HardwareConfig:
 
 
 @dataclass
+class PlotsConfig:
+    enabled: bool = True
+    embedding: bool = True  # t-SNE map of the final embeddings (by cluster and by label)
+    embedding_points: int = 1000  # subsample: t-SNE cost grows with N²
+    confusion: bool = True
+    curves: bool = True  # training curves, for methods that log epochs
+
+
+@dataclass
 class RunConfig:
     method: Any = MISSING
     dataset: Any = MISSING
@@ -134,6 +143,10 @@ class RunConfig:
     hardware: HardwareConfig = MISSING
     seed: int = 0
     save_assignments: bool = True
+    plots: PlotsConfig = field(default_factory=PlotsConfig)
+    store: Optional[str] = None  # SQLite results store this run is appended to
+    night: Optional[str] = None  # the nightly batch label; null: today's UTC date
+    rerun: bool = False  # multirun: also re-run jobs whose folder holds a finished result
 
 
 def register_schemas() -> None:

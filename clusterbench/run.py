@@ -5,14 +5,18 @@ metrics.json is written last, atomically: its presence marks a finished run.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
+import uuid
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -20,9 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 from clusterbench.data import build_dataset
 from clusterbench.errors import ClusterbenchError, ConfigError
 from clusterbench.io import atomic_save_npy, atomic_write_json
-from clusterbench.methods.base import Method, RunContext
+from clusterbench.methods.base import Method, Prediction, RunContext
 from clusterbench.metrics import evaluate
-from clusterbench.provenance import git_commit, library_versions
+from clusterbench.provenance import config_hash, git_commit, library_versions
+from clusterbench.report import store
+from clusterbench.report.runs import protocol_of, variant_of
 from clusterbench.summary import format_table, format_timings
 
 log = logging.getLogger(__name__)
@@ -58,9 +64,27 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         raise
 
 
-def run_experiment(cfg: DictConfig, out_dir: Path, progress: bool = True) -> dict[str, Any]:
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def night_of(cfg: DictConfig) -> str:
+    return cfg.night or datetime.now(timezone.utc).date().isoformat()
+
+
+def finished_result(out_dir: Path, cfg: DictConfig) -> Optional[dict[str, Any]]:
+    """The result already in ``out_dir`` when it is of this very config, else None."""
+    try:
+        previous = json.loads((out_dir / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    same = previous.get("config_hash") == config_hash(OmegaConf.to_container(cfg, resolve=True))
+    return previous if same else None
+
+
+def run_experiment(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = (), progress: bool = True) -> dict[str, Any]:
     """Run the experiment ``cfg`` describes and write its results into ``out_dir``."""
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), utc_now()
     if cfg.seed < 0:
         raise ConfigError("seed", f"{cfg.seed} is negative; use an integer ≥ 0")
     method: Method = build(cfg.method)
@@ -83,6 +107,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path, progress: bool = True) -> dic
     scores = evaluate(data.labels.numpy(), prediction.assignments)
     timings["evaluate"] = time.perf_counter() - t0
 
+    config = OmegaConf.to_container(cfg, resolve=True)
     result: dict[str, Any] = {
         **scores,
         "acc_kind": "hungarian one-to-one",
@@ -95,28 +120,91 @@ def run_experiment(cfg: DictConfig, out_dir: Path, progress: bool = True) -> dic
         "dataset": data.name,
         "split": data.split,
         "seed": int(cfg.seed),
+        "protocol": protocol_of(data.split, overrides),
+        "variant": variant_of(overrides),
+        "overrides": list(overrides),
         "device": str(device),
         "status": "completed",
         "method_info": prediction.info,
         "timings": timings,
-        "wall_seconds": time.perf_counter() - start,
+        "run_id": uuid.uuid4().hex,
+        "night": night_of(cfg),
+        "started_at": started_at,
         "versions": library_versions(),
         "git": git_commit(),
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config_hash": config_hash(config),
+        "config": config,
     }
     if cfg.save_assignments:
         atomic_save_npy(out_dir / "assignments.npy", prediction.assignments.astype(np.int64))
+    if cfg.plots.enabled:
+        t0 = time.perf_counter()
+        write_plots(cfg.plots, data, prediction, out_dir, cfg.seed)
+        timings["plots"] = time.perf_counter() - t0
+    result["wall_seconds"] = time.perf_counter() - start
+    result["finished_at"] = utc_now()
     atomic_write_json(out_dir / "metrics.json", result)
+    (out_dir / "error.json").unlink(missing_ok=True)  # an earlier attempt's failure is now stale
+    if cfg.store:
+        store.append(cfg.store, store.from_result(result, out_dir))
     print(format_table([result]))
     print(format_timings(timings) + f"   → {out_dir}")
     return result
 
 
+def record_failure(cfg: DictConfig, out_dir: Path, overrides: Sequence[str], message: str) -> None:
+    """error.json (and a store row) for a run that stopped: the report lists it, never drops it."""
+    try:
+        choices = HydraConfig.get().runtime.choices
+        method, dataset = str(choices["method"]), str(choices["dataset"])
+    except (ValueError, KeyError):
+        method, dataset = method_name(cfg), str(cfg.dataset.name)
+    split = str(getattr(cfg.dataset.split, "value", cfg.dataset.split))
+    failure = {
+        "status": "failed",
+        "error": message,
+        "method": method,
+        "dataset": dataset,
+        "split": split,
+        "seed": int(cfg.seed),
+        "protocol": protocol_of(split, overrides),
+        "variant": variant_of(overrides),
+        "overrides": list(overrides),
+        "run_id": uuid.uuid4().hex,
+        "night": night_of(cfg),
+        "finished_at": utc_now(),
+        "config_hash": config_hash(OmegaConf.to_container(cfg, resolve=False)),
+    }
+    atomic_write_json(out_dir / "error.json", failure)
+    if cfg.store:
+        store.append(cfg.store, store.from_result(failure, out_dir))
+
+
+def write_plots(plots: DictConfig, data: Any, prediction: Prediction, out_dir: Path, seed: int) -> None:
+    """Per-run PNGs. A plot that fails is logged and skipped: it must not cost the result."""
+    from clusterbench.report import plots as P
+
+    labels = data.labels.numpy()
+    jobs = []
+    if plots.confusion:
+        jobs.append(("confusion.png", lambda p: P.plot_confusion(labels, prediction.assignments, p, class_names=data.class_names)))
+    if plots.embedding and prediction.embeddings is not None:
+        emb = np.asarray(prediction.embeddings)
+        jobs.append(("embedding.png", lambda p: P.plot_embedding(emb, prediction.assignments, labels, p, max_points=plots.embedding_points, seed=seed)))
+    history = out_dir / "metrics.jsonl"
+    if plots.curves and history.exists():
+        records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+        jobs.append(("curves.png", lambda p: P.plot_training_curves(records, p)))
+    for name, draw in jobs:
+        try:
+            draw(out_dir / name)
+        except Exception as ex:  # noqa: BLE001 — a plot is never worth a lost result
+            log.warning("could not draw %s: %s", name, ex)
+
+
 def method_name(cfg: DictConfig) -> str:
     """The method's config-group choice (kmeans, gmm, ...), falling back to its class name."""
     try:
-        from hydra.core.hydra_config import HydraConfig
-
         return str(HydraConfig.get().runtime.choices["method"])
     except (ValueError, KeyError):
         return str(cfg.method._target_).rsplit(".", 1)[-1]

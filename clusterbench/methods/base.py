@@ -42,6 +42,7 @@ class Prediction:
     num_clusters: int
     timings: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
     info: dict[str, Any] = field(default_factory=dict)  # method-specific facts (inertia, ...)
+    embeddings: Optional[np.ndarray] = None  # N×D features the clusters were found in (for plots)
 
 
 class Timer:

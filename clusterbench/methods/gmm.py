@@ -47,4 +47,4 @@ class GMMMethod(ClassicalMethod):
                 seed=ctx.seed,
             )
         info = {"log_likelihood": result.log_likelihood, "converged": result.converged, "covariance_type": self.covariance_type}
-        return Prediction(result.assignments[: len(data)], k, timings, info)
+        return Prediction(result.assignments[: len(data)], k, timings, info, embeddings=x[: len(data)])

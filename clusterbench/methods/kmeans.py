@@ -51,4 +51,4 @@ class KMeansMethod(ClassicalMethod):
             )
         assignments = result.assignments[: len(data)].cpu().numpy()
         info = {"inertia": result.inertia, "iterations": result.iterations, "backend": self.backend}
-        return Prediction(assignments, k, timings, info)
+        return Prediction(assignments, k, timings, info, embeddings=x[: len(data)].cpu().numpy())

@@ -1,0 +1,150 @@
+"""Run folders → records: what ran (method, variant, dataset, protocol, seed) and how it ended.
+
+A run folder is any folder with Hydra's ``.hydra/`` in it. It ended ``completed`` when it
+holds ``metrics.json``, ``failed`` when it holds ``error.json``, and is ``unfinished``
+otherwise (still running, killed, or pre-empted).
+
+Two strings decide what may be averaged together:
+- the *variant*: the method's distinguishing overrides (``method.num_clusters=30``), which
+  makes a row of the table;
+- the *protocol*: the split and any dataset option (``dataset.limit=5000``), which makes a
+  column. Runs of different protocols are never averaged together.
+Seeds, paths and bookkeeping keys (hardware, plots, store, hydra.*) are neither.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import yaml
+
+NOT_VARIANT = ("seed", "dataset", "hydra", "store", "night", "plots", "save_assignments", "hardware", "rerun")
+NOT_PROTOCOL = ("dataset.root", "dataset.download", "dataset.split")
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _matches(key: str, prefixes: Sequence[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") or key.startswith(p + "/") for p in prefixes)
+
+
+def variant_of(overrides: Iterable[str]) -> str:
+    """The overrides that make a method variant, sorted: '' for the method's defaults."""
+    return ",".join(sorted(o for o in overrides if not _matches(_key(o), NOT_VARIANT) and _key(o) != "method"))
+
+
+def protocol_of(split: str, overrides: Iterable[str]) -> str:
+    """``split=all`` plus every dataset option that changes which images are scored."""
+    extra = sorted(o for o in overrides if _key(o).startswith("dataset.") and _key(o) not in NOT_PROTOCOL)
+    return ",".join([f"split={split}", *extra])
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    status: str  # completed | failed | unfinished
+    method: str
+    dataset: str
+    protocol: str
+    variant: str
+    seed: Optional[int]
+    overrides: list[str]
+    metrics: dict[str, float] = field(default_factory=dict)  # nmi, acc, ari, purity (fractions)
+    n_clusters: Optional[int] = None
+    error: Optional[str] = None
+    wall_seconds: Optional[float] = None
+    result: dict[str, Any] = field(default_factory=dict)  # the whole metrics.json
+
+    @property
+    def row(self) -> str:
+        """The table row this run belongs to."""
+        return f"{self.method} ({self.variant})" if self.variant else self.method
+
+    @property
+    def column(self) -> str:
+        """The table column group this run belongs to."""
+        return self.dataset if self.protocol == "split=all" else f"{self.dataset} [{self.protocol}]"
+
+
+def discover(paths: Iterable[os.PathLike | str]) -> list[Path]:
+    """Every run folder at or below ``paths`` (a run, a multirun tree, or a parent of many)."""
+    found: list[Path] = []
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise FileNotFoundError(f"{root} does not exist")
+        for dirpath, dirnames, _ in os.walk(root):
+            if ".hydra" in dirnames:
+                found.append(Path(dirpath))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    return sorted(set(found))
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def load_run(path: Path) -> RunRecord:
+    """Read one run folder. Only unfinished runs need Hydra's YAML: the JSON files carry all."""
+    metrics_file, error_file = path / "metrics.json", path / "error.json"
+    if metrics_file.exists():
+        try:
+            m = json.loads(metrics_file.read_text())
+        except (OSError, json.JSONDecodeError) as ex:
+            return _unfinished(path, f"unreadable metrics.json: {ex}")
+        overrides = list(m.get("overrides", []))
+        return RunRecord(
+            path=path,
+            status="completed",
+            method=m["method"],
+            dataset=m["dataset"],
+            protocol=m.get("protocol") or protocol_of(m.get("split", "all"), overrides),
+            variant=m.get("variant", variant_of(overrides)),
+            seed=m.get("seed"),
+            overrides=overrides,
+            metrics={k: float(m[k]) for k in ("nmi", "acc", "ari", "purity") if k in m},
+            n_clusters=m.get("n_clusters"),
+            wall_seconds=m.get("wall_seconds"),
+            result=m,
+        )
+    if error_file.exists():
+        try:
+            e = json.loads(error_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            e = {"error": "unreadable error.json"}
+        record = _unfinished(path, e.get("error"))
+        record.status = "failed"
+        return record
+    return _unfinished(path, None)
+
+
+def _unfinished(path: Path, error: Optional[str]) -> RunRecord:
+    overrides = [str(o) for o in (_read_yaml(path / ".hydra" / "overrides.yaml") or [])]
+    hydra_cfg = _read_yaml(path / ".hydra" / "hydra.yaml") or {}
+    choices = (hydra_cfg.get("hydra", {}).get("runtime", {}) or {}).get("choices", {}) or {}
+    config = _read_yaml(path / ".hydra" / "config.yaml") or {}
+    split = str((config.get("dataset") or {}).get("split", "all"))
+    return RunRecord(
+        path=path,
+        status="unfinished",
+        method=str(choices.get("method", "?")),
+        dataset=str(choices.get("dataset", "?")),
+        protocol=protocol_of(split, overrides),
+        variant=variant_of(overrides),
+        seed=config.get("seed"),
+        overrides=overrides,
+        error=error,
+    )
+
+
+def load_runs(paths: Iterable[os.PathLike | str]) -> list[RunRecord]:
+    return [load_run(p) for p in discover(paths)]

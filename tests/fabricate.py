@@ -1,0 +1,45 @@
+"""Fabricated run folders in the layout `clusterbench` writes, for report tests and benchmarks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+def fabricate_run(
+    path: Path,
+    method: str,
+    dataset: str,
+    seed: int,
+    scores: Optional[dict] = None,
+    overrides: Sequence[str] = (),
+    split: str = "all",
+    status: str = "completed",
+    n_clusters: int = 10,
+    n_classes: int = 10,
+    night: str = "2026-11-24",
+) -> Path:
+    """A run folder: .hydra/ always; metrics.json if completed, error.json if failed, else neither."""
+    from clusterbench.report.runs import protocol_of, variant_of
+
+    path.mkdir(parents=True, exist_ok=True)
+    hydra = path / ".hydra"
+    hydra.mkdir(exist_ok=True)
+    all_overrides = [f"method={method}", f"dataset={dataset}", f"seed={seed}", *overrides]
+    (hydra / "overrides.yaml").write_text("".join(f"- {o}\n" for o in all_overrides))
+    (hydra / "config.yaml").write_text(f"seed: {seed}\ndataset:\n  name: {dataset}\n  split: {split}\n")
+    (hydra / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    choices:\n      method: {method}\n      dataset: {dataset}\n")
+    common = {
+        "method": method, "dataset": dataset, "split": split, "seed": seed, "night": night,
+        "protocol": protocol_of(split, all_overrides), "variant": variant_of(all_overrides), "overrides": all_overrides,
+    }
+    if status == "completed":
+        scores = scores or {"nmi": 0.5, "acc": 0.5, "ari": 0.5}
+        result = {**scores, "purity": scores.get("purity", scores["acc"]), **common, "n_samples": 100,
+                  "n_clusters": n_clusters, "n_classes": n_classes, "status": "completed", "wall_seconds": 1.0,
+                  "timings": {"fit": 0.5}, "run_id": f"{path.name}-{seed}", "finished_at": f"{night}T01:00:00+00:00", "config_hash": "x"}
+        (path / "metrics.json").write_text(json.dumps(result))
+    elif status == "failed":
+        (path / "error.json").write_text(json.dumps({"status": "failed", "error": "method.pca_dim: 99 is too large", **common}))
+    return path
