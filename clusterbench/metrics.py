@@ -113,13 +113,16 @@ def evaluate(y_true: object, y_pred: object) -> dict[str, float]:
 
 
 def matched_confusion(y_true: object, y_pred: object) -> Contingency:
-    """The contingency table with columns reordered so matched clusters sit on the diagonal.
-
-    Unmatched clusters (more clusters than classes) follow, largest first. For plots.
+    """The contingency table reordered so every Hungarian-matched (class, cluster) pair sits
+    on the diagonal: matched pairs first, then unmatched classes (fewer clusters than classes)
+    or unmatched clusters (more clusters than classes), largest first. For plots.
     """
     c = contingency(y_true, y_pred)
     rows, cols = linear_sum_assignment(c.table, maximize=True)
-    order = list(cols[np.argsort(rows)])
-    rest = [j for j in np.argsort(-c.table.sum(0), kind="stable") if j not in set(order)]
-    perm = np.array(order + rest, dtype=np.int64)
-    return Contingency(c.table[:, perm], c.classes, c.clusters[perm])
+    order = np.argsort(rows, kind="stable")
+    rows, cols = rows[order], cols[order]
+    rest_rows = [i for i in np.argsort(-c.table.sum(1), kind="stable") if i not in set(rows)]
+    rest_cols = [j for j in np.argsort(-c.table.sum(0), kind="stable") if j not in set(cols)]
+    row_perm = np.array([*rows, *rest_rows], dtype=np.int64)
+    col_perm = np.array([*cols, *rest_cols], dtype=np.int64)
+    return Contingency(c.table[np.ix_(row_perm, col_perm)], c.classes[row_perm], c.clusters[col_perm])

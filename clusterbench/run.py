@@ -182,7 +182,7 @@ def record_failure(cfg: DictConfig, out_dir: Path, overrides: Sequence[str], mes
 
 def write_plots(plots: DictConfig, data: Any, prediction: Prediction, out_dir: Path, seed: int) -> None:
     """Per-run PNGs. A plot that fails is logged and skipped: it must not cost the result."""
-    from clusterbench.report import plots as P
+    from clusterbench.report import plots as P  # noqa
 
     labels = data.labels.numpy()
     jobs = []

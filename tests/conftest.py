@@ -29,11 +29,13 @@ def run_cli(tmp_path, monkeypatch, capsys):
 
     counter = {"n": 0}
 
-    def run(*args: str, run_dir: Optional[Path] = None) -> CliResult:
+    def run(*args: str, run_dir: Optional[Path] = None, plots: bool = False) -> CliResult:
+        """Plots are off unless asked for: t-SNE is the slowest part of a tiny run."""
         counter["n"] += 1
         run_dir = run_dir or tmp_path / f"run{counter['n']}"
         monkeypatch.setenv("HYDRA_FULL_ERROR", "")  # main() sets it to 1; restored after the test
-        monkeypatch.setattr(sys, "argv", ["clusterbench", *args, f"hydra.run.dir={run_dir}"])
+        extra = [] if plots or any(a.startswith("plots.") for a in args) else ["plots.enabled=false"]
+        monkeypatch.setattr(sys, "argv", ["clusterbench", *args, *extra, f"hydra.run.dir={run_dir}"])
         code = 0
         try:
             main()

@@ -38,7 +38,7 @@ def fabricate_run(
         scores = scores or {"nmi": 0.5, "acc": 0.5, "ari": 0.5}
         result = {**scores, "purity": scores.get("purity", scores["acc"]), **common, "n_samples": 100,
                   "n_clusters": n_clusters, "n_classes": n_classes, "status": "completed", "wall_seconds": 1.0,
-                  "timings": {"fit": 0.5}, "run_id": f"{path.name}-{seed}", "finished_at": f"{night}T01:00:00+00:00", "config_hash": "x"}
+                  "timings": {"fit": 0.5}, "run_id": f"{night}-{path.name}-{seed}", "finished_at": f"{night}T01:00:00+00:00", "config_hash": "x"}
         (path / "metrics.json").write_text(json.dumps(result))
     elif status == "failed":
         (path / "error.json").write_text(json.dumps({"status": "failed", "error": "method.pca_dim: 99 is too large", **common}))

@@ -163,3 +163,13 @@ def test_the_wheel_ships_the_configs(tmp_path):
     for group, option in [("method", "kmeans"), ("method", "gmm"), ("dataset", "digits"), ("dataset", "mnist"), ("backbone", "pixels"), ("hardware", "auto")]:
         assert f"clusterbench/conf/{group}/{option}.yaml" in names
     assert "clusterbench/conf/config.yaml" in names and "clusterbench/conf/__init__.py" in names
+
+
+def test_run_writes_confusion_and_embedding_plots(run_cli):
+    r = run_cli("dataset=synthetic", "plots.embedding_points=200", plots=True)
+    assert r.code == 0, r.err
+    for name in ("confusion.png", "embedding.png"):
+        assert (r.run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (r.run_dir / "curves.png").exists()  # k-means logs no epochs
+    assert "plots" in r.metrics()["timings"]
+    assert not list(run_cli("dataset=synthetic", "plots.enabled=false").run_dir.glob("*.png"))

@@ -100,3 +100,12 @@ def test_matched_confusion_puts_matches_on_the_diagonal():
     c = matched_confusion(y, p)
     assert np.array_equal(np.diag(c.table), [2, 3, 1])
     assert list(c.clusters) == [9, 4, 7]
+
+
+def test_matched_confusion_with_fewer_clusters_than_classes():
+    # classes 0/1/2 of sizes 10/3/10, two clusters: the matched pairs (0,a) and (2,b) lead
+    y = [0] * 10 + [1] * 3 + [2] * 10
+    p = [5] * 10 + [5] * 3 + [8] * 10
+    c = matched_confusion(y, p)
+    assert list(c.classes) == [0, 2, 1] and list(c.clusters) == [5, 8]
+    assert np.trace(c.table) / 23 == pytest.approx(evaluate(y, p)["acc"])

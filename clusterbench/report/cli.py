@@ -113,7 +113,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return USAGE
         from clusterbench.report.plots import plot_trend
 
-        written.append(plot_trend(trend_points(args.store), args.trend))
+        points = trend_points(args.store)
+        if points:
+            written.append(plot_trend(points, args.trend))
+        else:
+            print(f"no trend plot: {args.store} holds no completed run", file=sys.stderr)
     if args.write_baseline:
         gate.write_baseline(args.write_baseline, gate.make_baseline(report, title, args.tolerance or gate.DEFAULT_TOLERANCE))
         written.append(args.write_baseline)

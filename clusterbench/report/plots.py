@@ -1,0 +1,501 @@
+"""PNG plots for runs and reports: embedding maps, confusion tables, training curves, trends, bars.
+
+Figures are built as bare ``matplotlib.figure.Figure`` objects on an Agg canvas and never go
+through ``pyplot``: nothing is registered in pyplot's global figure list, so no state leaks
+between calls or threads, the process-wide backend is left alone (a user's interactive session
+keeps its own), and a figure is freed as soon as it goes out of scope. Every PNG is rendered to
+memory and written with ``atomic_write_bytes``, so a reader never sees a half-written image.
+
+Scores follow the package convention (``clusterbench.metrics``): fractions in [0, 1]. They are
+drawn in percent, as the papers print them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Colormap, ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from clusterbench.io import PathLike, atomic_write_bytes
+from clusterbench.metrics import matched_confusion
+
+__all__ = [
+    "plot_embedding",
+    "plot_confusion",
+    "plot_training_curves",
+    "plot_trend",
+    "plot_scores_bars",
+    "png_data_uri",
+]
+
+DPI = 100  # with the modest figure sizes below this keeps each PNG in the tens of kB
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PCA_DIMS = 50  # t-SNE on >50-D inputs is slow and noisy; 50 PCA components is the usual step
+MIN_TSNE_POINTS = 10  # below this a neighbourhood map says nothing; fall back to PCA
+METRIC_NAMES = {"nmi": "NMI", "acc": "ACC", "ari": "ARI", "purity": "purity"}
+
+
+# --------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)  # attach explicitly: a bare Figure must not pick the global backend
+    return fig
+
+
+def _save(fig: Figure, path: PathLike) -> Path:
+    path = Path(path)
+    buf = io.BytesIO()
+    try:
+        # no "Software" text chunk: identical inputs then give byte-identical files
+        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    finally:
+        fig.clear()  # drop artists now rather than whenever the cycle collector runs
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _number(value: Any) -> Optional[float]:
+    """A finite float, or None for missing, non-numeric, boolean or NaN/inf values."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _category_colours(k: int) -> Colormap:
+    """k distinguishable colours: the qualitative tables while they last, then a rainbow."""
+    if k <= 10:
+        return ListedColormap(colormaps["tab10"].colors[: max(k, 1)])
+    if k <= 20:
+        return ListedColormap(colormaps["tab20"].colors[:k])
+    return colormaps["turbo"].resampled(k)
+
+
+def _tick_step(n: int, most: int = 40) -> int:
+    return max(1, math.ceil(n / most))
+
+
+# --------------------------------------------------------------------------------------------
+# embedding map
+
+
+def _subsample(labels: np.ndarray, max_points: int, seed: int) -> np.ndarray:
+    """Indices of at most ``max_points`` samples, class-stratified, in a shuffled order.
+
+    Each class gets a share proportional to its size (±1): within a class the samples take
+    random ranks r, their key (r + u) / n_class spreads them evenly over [0, 1), and the
+    ``max_points`` smallest keys overall are kept. The returned order interleaves the classes,
+    so when drawn no class paints over all the others.
+    """
+    n = len(labels)
+    rng = np.random.default_rng(seed)
+    if n <= max_points:
+        return rng.permutation(n)
+    _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    inv = inv.ravel()
+    perm = rng.permutation(n)
+    grouped = perm[np.argsort(inv[perm], kind="stable")]  # by class, random within each class
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(n, dtype=np.float64)
+    rank[grouped] = np.arange(n) - np.repeat(starts, counts)
+    key = (rank + rng.random(n)) / counts[inv]
+    return np.argsort(key, kind="stable")[:max_points]
+
+
+def _pca(x: np.ndarray, dims: int, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    if x.shape[0] < 2:  # a single point has no directions of variance to find
+        return x[:, :dims]
+    dims = min(dims, x.shape[0], x.shape[1])
+    return PCA(n_components=dims, random_state=seed).fit_transform(x)
+
+
+def _map_2d(x: np.ndarray, *, method: str, seed: int) -> tuple[np.ndarray, str]:
+    """The 2-D map of (already subsampled, at most 50-D) points and the algorithm's name.
+
+    Kept separate so its input size is the one thing to watch: its cost grows fast with N.
+    """
+    n = x.shape[0]
+    if n < MIN_TSNE_POINTS:
+        xy = _pca(x, 2, seed)
+        return np.pad(xy, ((0, 0), (0, 2 - xy.shape[1]))), "PCA"
+    # scikit-learn requires perplexity < N; 30 is the usual value, N/3 keeps small maps sane
+    perplexity = float(min(30.0, max(2.0, (n - 1) / 3.0)))
+    if method == "umap":
+        try:
+            import umap  # type: ignore[import-not-found]
+        except ImportError:
+            pass
+        else:
+            reducer = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), random_state=seed)
+            return np.asarray(reducer.fit_transform(x), dtype=np.float64), "UMAP"
+    try:
+        from openTSNE import TSNE as OpenTSNE  # type: ignore[import-not-found]
+    except ImportError:
+        pass
+    else:
+        emb = OpenTSNE(n_components=2, perplexity=perplexity, random_state=seed).fit(x)
+        return np.asarray(emb, dtype=np.float64), "t-SNE (openTSNE)"
+    import inspect
+
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    # 500 iterations (250 exaggerated + 250 free) give the same picture as the default 1000 on
+    # ~1000 points (KL 0.58 vs 0.56 on digits, identical kNN accuracy) at half the cost.
+    iters = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"  # renamed in 1.5
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, **{iters: 500})
+    # One thread: Barnes-Hut's OpenMP loop is short per iteration, and on a busy machine (a
+    # parallel sweep, a shared CI box) spinning threads made it 3-4x slower than one thread.
+    with threadpool_limits(limits=1):
+        xy = tsne.fit_transform(x)
+    return np.asarray(xy, dtype=np.float64), "t-SNE (scikit-learn)"
+
+
+def _scatter_panel(ax: Any, xy: np.ndarray, values: np.ndarray, title: str,
+                   legend_title: str, size: float) -> None:
+    ids, idx = np.unique(values, return_inverse=True)
+    k = len(ids)
+    cmap = _category_colours(k)
+    ax.scatter(xy[:, 0], xy[:, 1], c=idx.ravel(), cmap=cmap, vmin=-0.5, vmax=k - 0.5,
+               s=size, linewidths=0, alpha=0.85, rasterized=True)
+    ax.set_title(f"{title} ({k})", fontsize=10)
+    if k <= 10:  # beyond ten entries a legend hides the map it explains
+        handles = [Line2D([], [], linestyle="", marker="o", markersize=5, color=cmap(i), label=str(v))
+                   for i, v in enumerate(ids)]
+        ax.legend(handles=handles, title=legend_title, fontsize=7, title_fontsize=7,
+                  loc="best", framealpha=0.7, borderpad=0.3, handletextpad=0.2)
+
+
+def plot_embedding(
+    embeddings: np.ndarray,
+    assignments: np.ndarray,
+    labels: np.ndarray,
+    path: PathLike,
+    *,
+    max_points: int = 2000,
+    seed: int = 0,
+    method: str = "tsne",
+) -> Path:
+    """Two side-by-side 2-D maps of the embeddings: coloured by predicted cluster and by label.
+
+    The points are subsampled (class-stratified, seeded) to ``max_points`` before anything
+    else, reduced to 50 dimensions with PCA when wider, then mapped with openTSNE if installed,
+    UMAP when ``method="umap"`` and ``umap`` is installed, else scikit-learn's t-SNE. 2-D
+    embeddings are drawn as they are.
+    """
+    method = method.lower()
+    if method not in ("tsne", "umap"):
+        raise ValueError(f"method must be 'tsne' or 'umap', got {method!r}")
+    if max_points < 1:
+        raise ValueError(f"max_points must be at least 1, got {max_points}")
+    x = np.asarray(embeddings.detach().cpu() if hasattr(embeddings, "detach") else embeddings)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be N×D, got shape {x.shape}")
+    y_pred = np.asarray(assignments).ravel()
+    y_true = np.asarray(labels).ravel()
+    n, d = x.shape
+    if n == 0:
+        raise ValueError("no embeddings to plot")
+    if not (len(y_pred) == len(y_true) == n):
+        raise ValueError(f"{n} embeddings but {len(y_pred)} assignments and {len(y_true)} labels")
+
+    keep = _subsample(y_true, max_points, seed)
+    x, y_pred, y_true = np.asarray(x[keep], dtype=np.float64), y_pred[keep], y_true[keep]
+    if not np.isfinite(x).all():
+        raise ValueError("embeddings contain NaN or inf")
+    shown = len(keep)
+    if d <= 2:
+        xy = np.pad(x, ((0, 0), (0, 2 - d)))
+        algo = "embedding (2-D, as is)" if d == 2 else "embedding (1-D, as is)"
+    else:
+        if d > PCA_DIMS:
+            x = _pca(x, PCA_DIMS, seed)
+        xy, algo = _map_2d(x, method=method, seed=seed)
+        if d > PCA_DIMS:
+            algo += f" after PCA {d}→{x.shape[1]}"
+
+    fig = _new_figure(10.0, 4.8)
+    axes = fig.subplots(1, 2)
+    size = float(np.clip(4000.0 / shown, 2.0, 20.0))  # dense maps need small dots
+    _scatter_panel(axes[0], xy, y_pred, "predicted clusters", "cluster", size)
+    _scatter_panel(axes[1], xy, y_true, "true labels", "label", size)
+    for ax in axes:
+        if d > 2:  # map coordinates carry no units; ticks would only suggest they do
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax.set_aspect("equal", adjustable="datalim")
+    points = f"{shown} points" if shown == n else f"{shown} of {n} points"
+    fig.suptitle(f"{algo} · {points}", fontsize=11)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# confusion table
+
+
+def plot_confusion(
+    y_true: object,
+    y_pred: object,
+    path: PathLike,
+    *,
+    class_names: Optional[list[str]] = None,
+) -> Path:
+    """Classes × clusters counts, matched clusters on the diagonal and extra clusters after.
+
+    Colour is the row-normalised fraction (how each true class spreads over the clusters),
+    so small classes are as visible as large ones; counts are printed up to 20 × 20.
+    """
+    c = matched_confusion(y_true, y_pred)
+    table, classes, clusters = c.table, c.classes, c.clusters
+    n_rows, n_cols = table.shape
+    total = table.sum()
+    matched = min(n_rows, n_cols)
+    acc = float(np.trace(table[:matched, :matched]) / total)
+    frac = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
+
+    def class_label(cls: Any) -> str:
+        i = int(cls)
+        if class_names is not None and 0 <= i < len(class_names):
+            return str(class_names[i])
+        return str(cls)
+
+    width = float(np.clip(2.5 + 0.45 * n_cols, 5.0, 14.0))
+    height = float(np.clip(1.5 + 0.4 * n_rows, 4.0, 12.0))
+    fig = _new_figure(width, height)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="fraction of the true class")
+    if n_rows <= 20 and n_cols <= 20:
+        size = 8 if max(n_rows, n_cols) <= 10 else 7
+        for r in range(n_rows):
+            for j in range(n_cols):
+                if table[r, j]:
+                    ax.text(j, r, str(table[r, j]), ha="center", va="center", fontsize=size,
+                            color="white" if frac[r, j] > 0.5 else "black")
+    if n_cols > n_rows:  # mark where the clusters left without a class begin
+        ax.axvline(matched - 0.5, color="tab:red", linewidth=1.0, linestyle="--")
+    col_ticks = np.arange(0, n_cols, _tick_step(n_cols))
+    row_ticks = np.arange(0, n_rows, _tick_step(n_rows))
+    ax.set_xticks(col_ticks, [str(clusters[j]) for j in col_ticks], fontsize=7,
+                  rotation=90 if n_cols > 20 else 0)
+    ax.set_yticks(row_ticks, [class_label(classes[r]) for r in row_ticks], fontsize=7)
+    ax.set_xlabel("cluster (matched)")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{n_rows} classes × {n_cols} clusters · ACC {acc:.1%} on the diagonal", fontsize=10)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# training curves
+
+
+def plot_training_curves(history: Sequence[Mapping[str, Any]], path: PathLike) -> Path:
+    """Loss (and learning rate, when logged) vs epoch on the left, NMI/ACC/ARI in % on the right.
+
+    Records may hold any subset of epoch, loss, lr, nmi, acc, ari; a record without an
+    epoch takes its 1-based position. Raises ValueError when no record has a loss or a metric.
+    """
+    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for i, rec in enumerate(history):
+        if not isinstance(rec, Mapping):
+            continue
+        epoch = _number(rec.get("epoch"))
+        x = epoch if epoch is not None else float(i + 1)
+        for key in ("loss", "lr", "nmi", "acc", "ari"):
+            v = _number(rec.get(key))
+            if v is not None:
+                series[key].append((x, v))
+    metric_keys = [k for k in ("nmi", "acc", "ari") if series[k]]
+    if not series["loss"] and not metric_keys:
+        raise ValueError("training history has no record with a loss or a metric (nmi, acc, ari)")
+
+    fig = _new_figure(10.0, 4.0)
+    ax_loss, ax_metric = fig.subplots(1, 2)
+    if series["loss"]:
+        xs, ys = zip(*sorted(series["loss"]))
+        ax_loss.plot(xs, ys, color="tab:blue", marker="." if len(xs) <= 50 else None, label="loss")
+        ax_loss.set_ylabel("loss")
+        if series["lr"]:
+            ax_lr = ax_loss.twinx()
+            xs, ys = zip(*sorted(series["lr"]))
+            ax_lr.plot(xs, ys, color="tab:gray", linestyle="--", linewidth=1.0, label="lr")
+            ax_lr.set_ylabel("learning rate", color="tab:gray")
+            ax_lr.tick_params(axis="y", labelcolor="tab:gray", labelsize=7)
+            if min(ys) > 0 and max(ys) / min(ys) > 20:  # schedules spanning decades read better in log
+                ax_lr.set_yscale("log")
+    else:
+        ax_loss.text(0.5, 0.5, "no loss logged", ha="center", va="center", transform=ax_loss.transAxes)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_title("training loss", fontsize=10)
+
+    for key in metric_keys:
+        xs, ys = zip(*sorted(series[key]))
+        ax_metric.plot(xs, [100.0 * v for v in ys], marker="." if len(xs) <= 50 else None,
+                       label=METRIC_NAMES[key])
+    if metric_keys:
+        ax_metric.legend(fontsize=8)
+        ax_metric.set_ylabel("%")
+    else:
+        ax_metric.text(0.5, 0.5, "no metrics logged", ha="center", va="center", transform=ax_metric.transAxes)
+    ax_metric.set_xlabel("epoch")
+    ax_metric.set_title("clustering metrics", fontsize=10)
+    for ax in (ax_loss, ax_metric):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# night-over-night trend
+
+
+def plot_trend(
+    points: Sequence[Mapping[str, Any]],
+    path: PathLike,
+    *,
+    metrics: Iterable[str] = ("nmi", "acc", "ari"),
+) -> Path:
+    """One subplot per metric, one line per series, nights (sorted) along x, values in %.
+
+    Nights are categories, not a time axis: a skipped night leaves no gap, and the labels are
+    whatever the store calls a night. Several points for one (night, series) are averaged.
+    Raises ValueError when there is nothing to draw.
+    """
+    metrics = list(metrics)
+    if not metrics:
+        raise ValueError("no metrics to plot")
+    values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for p in points:
+        night, name = p.get("night"), p.get("series")
+        if night is None or name is None:
+            continue
+        for m in metrics:
+            v = _number(p.get(m))
+            if v is not None:
+                values[(str(name), str(night), m)].append(v)
+    if not values:
+        raise ValueError("no trend points with a night, a series and a metric value")
+    nights = sorted({night for _, night, _ in values})
+    series = sorted({name for name, _, _ in values})
+    x_of = {night: i for i, night in enumerate(nights)}
+    cmap = _category_colours(len(series))
+
+    fig = _new_figure(float(np.clip(3.5 * len(metrics), 5.0, 14.0)), 3.8 + 0.18 * math.ceil(len(series) / 3))
+    axes = np.atleast_1d(fig.subplots(1, len(metrics), squeeze=False)[0])
+    for ax, m in zip(axes, metrics):
+        for s_i, name in enumerate(series):
+            pts = [(x_of[n], 100.0 * float(np.mean(values[(name, n, m)])))
+                   for n in nights if (name, n, m) in values]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker="o", markersize=4, color=cmap(s_i), label=name)
+        ax.set_title(METRIC_NAMES.get(m, m), fontsize=10)
+        ax.set_ylabel("%")
+        step = _tick_step(len(nights), most=12)
+        ticks = list(range(0, len(nights), step))
+        ax.set_xticks(ticks, [nights[i] for i in ticks], rotation=30, ha="right", fontsize=7)
+        ax.set_xlim(-0.5, len(nights) - 0.5)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=cmap(i), marker="o", markersize=4, label=name) for i, name in enumerate(series)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(3, len(series)), fontsize=8, frameon=False)
+    fig.suptitle(f"night-over-night trend · {len(series)} series over {len(nights)} nights", fontsize=11)
+    # leave the bottom band to the legend: one row per three series
+    fig.tight_layout(rect=(0, min(0.45, 0.045 * math.ceil(len(series) / 3)), 1, 1))
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# report bars
+
+
+def plot_scores_bars(rows: Sequence[Mapping[str, Any]], path: PathLike, *, metric: str = "acc") -> Path:
+    """Grouped bars: datasets along x, one bar per method with its std over seeds as error
+    bar, and a black diamond at the published value where the row has one. Values in %.
+    """
+    datasets: list[str] = []
+    methods: list[str] = []
+    cells: dict[tuple[str, str], tuple[float, float, Optional[float]]] = {}
+    for row in rows:
+        mean = _number(row.get("mean"))
+        if mean is None:
+            continue
+        method, dataset = str(row.get("method")), str(row.get("dataset"))
+        std = _number(row.get("std")) or 0.0
+        cells[(method, dataset)] = (mean, std, _number(row.get("published")))
+        if dataset not in datasets:
+            datasets.append(dataset)
+        if method not in methods:
+            methods.append(method)
+    if not cells:
+        raise ValueError("no rows with a mean to plot")
+
+    n_m = len(methods)
+    group = 0.8  # width of a dataset's group of bars; the rest is the gap between groups
+    bar = group / n_m
+    cmap = _category_colours(n_m)
+    fig = _new_figure(float(np.clip(2.0 + 0.35 * len(cells), 5.0, 14.0)), 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    any_published = False
+    for m_i, method in enumerate(methods):
+        offset = -group / 2 + bar * (m_i + 0.5)
+        xs, means, stds, pub_x, pub_y = [], [], [], [], []
+        for d_i, dataset in enumerate(datasets):
+            if (method, dataset) not in cells:
+                continue
+            mean, std, published = cells[(method, dataset)]
+            xs.append(d_i + offset)
+            means.append(100.0 * mean)
+            stds.append(100.0 * std)
+            if published is not None:
+                pub_x.append(d_i + offset)
+                pub_y.append(100.0 * published)
+        ax.bar(xs, means, width=bar * 0.95, yerr=stds, capsize=min(3.0, 20.0 * bar), color=cmap(m_i),
+               label=method, error_kw={"elinewidth": 0.8})
+        if pub_x:
+            any_published = True
+            ax.scatter(pub_x, pub_y, marker="D", s=22, color="black", zorder=3)
+    handles, _ = ax.get_legend_handles_labels()
+    if any_published:
+        handles.append(Line2D([], [], linestyle="", marker="D", markersize=5, color="black", label="published"))
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_xticks(range(len(datasets)), datasets, rotation=30 if len(datasets) > 4 else 0,
+                  ha="right" if len(datasets) > 4 else "center", fontsize=8)
+    ax.set_xlim(-0.5, len(datasets) - 0.5)
+    ax.set_ylabel(f"{METRIC_NAMES.get(metric, metric)} (%)")
+    ax.set_title(f"{METRIC_NAMES.get(metric, metric)}: mean ± std over seeds"
+                 + (" · ◆ published" if any_published else ""), fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# HTML embedding
+
+
+def png_data_uri(path: PathLike) -> str:
+    """``data:image/png;base64,...`` of a PNG file, for a self-contained HTML page."""
+    data = Path(path).read_bytes()
+    if not data.startswith(PNG_SIGNATURE):
+        raise ValueError(f"{path} is not a PNG file")
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")

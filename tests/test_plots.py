@@ -1,0 +1,243 @@
+"""Plots: every function writes a readable PNG atomically; the embedding map stays cheap."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from clusterbench.metrics import evaluate, matched_confusion
+from clusterbench.report import plots as P
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path: Path, min_side: int = 100) -> np.ndarray:
+    assert path.is_file()
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[2] in (3, 4)
+    assert image.shape[0] >= min_side and image.shape[1] >= min_side
+    assert image.shape[0] <= 2000 and image.shape[1] <= 2000  # "modest" sizes
+    return image
+
+
+def blobs(n: int, dims: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    centres = rng.normal(scale=6.0, size=(classes, dims))
+    return centres[labels] + rng.normal(size=(n, dims)), labels
+
+
+@pytest.fixture
+def spy_map(monkeypatch):
+    """Replace the 2-D mapping step with a cheap fake that records what it was given."""
+    calls: list[np.ndarray] = []
+
+    def fake(x, *, method, seed):
+        calls.append(np.array(x))
+        return np.asarray(x)[:, :2], "fake map"
+
+    monkeypatch.setattr(P, "_map_2d", fake)
+    return calls
+
+
+# -- embedding --------------------------------------------------------------------------------
+
+
+def test_embedding_subsamples_before_the_map(tmp_path, spy_map):
+    x, y = blobs(3000, 64, 10)
+    pred = (y + 1) % 10
+    out = P.plot_embedding(x, pred, y, tmp_path / "emb.png", max_points=300, seed=3)
+    assert out == tmp_path / "emb.png"
+    assert_png(out)
+    assert len(spy_map) == 1
+    assert spy_map[0].shape == (300, 50)  # subsampled first, then PCA'd to 50 dims
+
+
+def test_embedding_keeps_narrow_inputs_without_pca(tmp_path, spy_map):
+    x, y = blobs(200, 12, 3)
+    P.plot_embedding(x, y, y, tmp_path / "emb.png", max_points=1000)
+    assert spy_map[0].shape == (200, 12)
+
+
+def test_subsample_is_stratified_seeded_and_unique():
+    labels = np.repeat([7, 1, 4], [2000, 900, 100])
+    idx = P._subsample(labels, 300, seed=0)
+    assert len(idx) == 300 and len(np.unique(idx)) == 300
+    counts = {c: int((labels[idx] == c).sum()) for c in (7, 1, 4)}
+    assert abs(counts[7] - 200) <= 1 and abs(counts[1] - 90) <= 1 and abs(counts[4] - 10) <= 1
+    assert np.array_equal(idx, P._subsample(labels, 300, seed=0))
+    assert not np.array_equal(idx, P._subsample(labels, 300, seed=1))
+    assert sorted(P._subsample(labels[:50], 300, seed=0)) == list(range(50))  # small: all of them
+
+
+def test_embedding_runs_a_real_tsne(tmp_path):
+    x, y = blobs(60, 8, 3)
+    assert_png(P.plot_embedding(x, y, y, tmp_path / "emb.png", seed=1))
+
+
+def test_embedding_2d_is_drawn_as_is(tmp_path, monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("2-D embeddings must not be mapped again")
+
+    monkeypatch.setattr(P, "_map_2d", must_not_run)
+    monkeypatch.setattr(P, "_pca", must_not_run)
+    x, y = blobs(500, 2, 4)
+    assert_png(P.plot_embedding(x, y % 2, y, tmp_path / "emb.png", max_points=100))
+
+
+def test_embedding_many_clusters_and_negative_ids(tmp_path, spy_map):
+    x, y = blobs(400, 5, 30)
+    pred = y - 1  # -1 as a "noise" cluster id, 30 colours (beyond the qualitative tables)
+    assert_png(P.plot_embedding(x, pred, y, tmp_path / "emb.png"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"method": "pca"}, "method"), ({"max_points": 0}, "max_points")],
+)
+def test_embedding_rejects_bad_options(tmp_path, kwargs, message):
+    x, y = blobs(20, 4, 2)
+    with pytest.raises(ValueError, match=message):
+        P.plot_embedding(x, y, y, tmp_path / "emb.png", **kwargs)
+
+
+def test_embedding_rejects_mismatched_lengths(tmp_path):
+    x, y = blobs(20, 4, 2)
+    with pytest.raises(ValueError, match="assignments"):
+        P.plot_embedding(x, y[:-1], y, tmp_path / "emb.png")
+    assert not list(tmp_path.iterdir())
+
+
+# -- confusion --------------------------------------------------------------------------------
+
+
+def test_confusion_more_clusters_than_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    pred = np.where(rng.random(300) < 0.3, rng.integers(3, 6, 300), (y * 2 + 10))  # ids 10,12,14 + 3..5
+    c = matched_confusion(y, pred)  # the table plot_confusion draws
+    table, classes, clusters = c.table, c.classes, c.clusters
+    assert table.shape == (3, 6)
+    assert list(clusters[:3]) == [10, 12, 14]  # matched clusters on the diagonal
+    assert np.trace(table) / table.sum() == pytest.approx(evaluate(y, pred)["acc"])
+    out = P.plot_confusion(y, pred, tmp_path / "confusion.png", class_names=["cat", "dog", "owl"])
+    assert_png(out)
+
+
+def test_confusion_fewer_clusters_than_classes_keeps_matches_on_the_diagonal(tmp_path):
+    y = np.array([0] * 10 + [1] * 3 + [2] * 10)
+    pred = np.array([5] * 13 + [7] * 10)
+    c = matched_confusion(y, pred)  # the table plot_confusion draws
+    table, classes, clusters = c.table, c.classes, c.clusters
+    assert list(classes) == [0, 2, 1]  # the unmatched class moves after the matched ones
+    assert np.trace(table[:2, :2]) / table.sum() == pytest.approx(evaluate(y, pred)["acc"])
+    assert_png(P.plot_confusion(y, pred, tmp_path / "confusion.png"))
+
+
+def test_confusion_large_table_without_counts(tmp_path):
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 40, 2000)
+    pred = rng.integers(0, 45, 2000)
+    assert_png(P.plot_confusion(y, pred, tmp_path / "confusion.png"))
+
+
+# -- training curves --------------------------------------------------------------------------
+
+
+def test_training_curves_with_partial_records(tmp_path):
+    history = [
+        {"epoch": 0, "loss": 2.0, "lr": 0.1},
+        {"epoch": 1, "loss": 1.5, "lr": 0.05},
+        {"epoch": 1, "nmi": 0.40, "acc": 0.35, "ari": 0.20},
+        {"epoch": 2, "loss": 1.2},
+        {"loss": 1.1},  # no epoch: takes its position
+        {"epoch": 3, "acc": 0.5, "nmi": None, "note": "text", "ari": float("nan")},
+        "not a record",
+    ]
+    assert_png(P.plot_training_curves(history, tmp_path / "curves.png"))
+
+
+@pytest.mark.parametrize(
+    "history",
+    [[{"epoch": e, "loss": 1.0 / (e + 1)} for e in range(5)], [{"epoch": 1, "nmi": 0.3}, {"epoch": 2, "acc": 0.4}]],
+    ids=["loss-only", "metrics-only"],
+)
+def test_training_curves_with_one_panel_empty(tmp_path, history):
+    assert_png(P.plot_training_curves(history, tmp_path / "curves.png"))
+
+
+@pytest.mark.parametrize("history", [[], [{"epoch": 1}], [{"epoch": 1, "lr": 0.1, "loss": None}]])
+def test_training_curves_without_usable_records(tmp_path, history):
+    with pytest.raises(ValueError, match="no record"):
+        P.plot_training_curves(history, tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()
+
+
+# -- trend and bars ---------------------------------------------------------------------------
+
+
+def test_trend_two_series_three_nights(tmp_path):
+    points = [
+        {"night": night, "series": series, "nmi": 0.6 + 0.01 * i, "acc": 0.5 + off, "ari": 0.4}
+        for i, night in enumerate(["2026-11-26", "2026-11-24", "2026-11-25"])
+        for series, off in (("kmeans · digits", 0.0), ("gmm · digits", 0.05))
+    ]
+    assert_png(P.plot_trend(points, tmp_path / "trend.png"))
+    assert_png(P.plot_trend(points, tmp_path / "trend_acc.png", metrics=("acc",)))
+
+
+def test_trend_without_points(tmp_path):
+    with pytest.raises(ValueError):
+        P.plot_trend([], tmp_path / "trend.png")
+
+
+@pytest.mark.parametrize("published", [True, False])
+def test_scores_bars(tmp_path, published):
+    rows = [
+        {"method": m, "dataset": d, "mean": 0.5 + 0.1 * i, "std": 0.02 * j,
+         "published": (0.8 if published and i == 0 else None)}
+        for i, m in enumerate(["kmeans", "gmm"])
+        for j, d in enumerate(["mnist", "cifar10", "stl10"])
+    ]
+    rows.pop()  # a method missing on one dataset leaves a gap
+    assert_png(P.plot_scores_bars(rows, tmp_path / "bars.png", metric="nmi"))
+
+
+def test_scores_bars_without_rows(tmp_path):
+    with pytest.raises(ValueError):
+        P.plot_scores_bars([{"method": "kmeans", "dataset": "mnist", "mean": None, "std": 0.0}], tmp_path / "b.png")
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def test_png_data_uri(tmp_path):
+    path = P.plot_training_curves([{"epoch": 1, "loss": 1.0}], tmp_path / "curves.png")
+    uri = P.png_data_uri(path)
+    assert uri.startswith("data:image/png;base64,")
+    assert base64.b64decode(uri.split(",", 1)[1]) == path.read_bytes()
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError):
+        P.png_data_uri(tmp_path / "notes.txt")
+
+
+def test_no_temp_files_and_no_pyplot_figures(tmp_path, spy_map):
+    import matplotlib.pyplot as plt
+
+    open_before = plt.get_fignums()
+    x, y = blobs(200, 6, 3)
+    out = tmp_path / "nested" / "run"
+    P.plot_embedding(x, y, y, out / "embedding.png")
+    P.plot_embedding(x, y, y, out / "embedding.png")  # overwriting replaces in place
+    P.plot_confusion(y, y, out / "confusion.png")
+    P.plot_training_curves([{"epoch": 1, "loss": 1.0, "acc": 0.5}], out / "curves.png")
+    P.plot_trend([{"night": "2026-11-24", "series": "a · b", "nmi": 0.5, "acc": 0.5, "ari": 0.5}], out / "trend.png")
+    P.plot_scores_bars([{"method": "a", "dataset": "b", "mean": 0.5, "std": 0.0, "published": None}], out / "bars.png")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["bars.png", "confusion.png", "curves.png", "embedding.png", "trend.png"]
+    assert plt.get_fignums() == open_before
