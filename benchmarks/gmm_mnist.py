@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("--root", default=str(SHARED_DATA))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args()
-    base = ["method=gmm", "dataset=mnist", f"dataset.root={args.root}", "method.pca_dim=50", "save_assignments=false"]
+    base = ["method=gmm", "dataset=mnist", f"dataset.root={args.root}", "method.pca_dim=50", "save_assignments=false", "plots.enabled=false"]
     print(TABLE_HEAD)
     print(summary_row("gmm mnist PCA50 full K=10", sweep(base, args.seeds)), flush=True)
     print(summary_row("gmm mnist PCA50 full K=30", sweep([*base, "method.num_clusters=30"], args.seeds)), flush=True)

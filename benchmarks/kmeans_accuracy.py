@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     print(TABLE_HEAD)
     for name in args.datasets:
-        base = ["method=kmeans", f"dataset={name}", f"dataset.root={args.root}", "save_assignments=false"]
+        base = ["method=kmeans", f"dataset={name}", f"dataset.root={args.root}", "save_assignments=false", "plots.enabled=false"]
         print(summary_row(f"kmeans {name} K=classes", sweep(base, args.seeds)), flush=True)
         if name == "mnist":
             print(summary_row("kmeans mnist K=30", sweep([*base, "method.num_clusters=30"], args.seeds)), flush=True)

@@ -9,6 +9,8 @@ of 1,000 files): the report's overhead is the ratio to it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 import tempfile
@@ -40,9 +42,13 @@ def main() -> None:
         bare = time.perf_counter() - start
         timings = {}
         for label, extra in (("table + md/csv/html", ["--no-plots"]), ("with plots", [])):
-            start = time.perf_counter()
-            report_main([str(root), "--out", str(root / f"out{len(timings)}"), *extra])
-            timings[label] = time.perf_counter() - start
+            best = float("inf")
+            for _ in range(2):  # the first call also pays for imports
+                start = time.perf_counter()
+                with contextlib.redirect_stdout(io.StringIO()):
+                    report_main([str(root), "--out", str(root / "out"), *extra])
+                best = min(best, time.perf_counter() - start)
+            timings[label] = best
     print()
     print(f"{args.runs} runs: reading metrics.json alone {bare:.2f} s")
     for label, t in timings.items():

@@ -1,11 +1,13 @@
 """k-means with two back-ends behind one call: faiss (default, CPU or faiss-gpu) and torch
 (any torch device, so a GPU works without faiss-gpu).
 
-Both back-ends run the same algorithm, so with the same seed they give the same partition:
+Both back-ends run the same algorithm, so with the same seed they reach the same partition:
 - initialisation from the seed: k-means++ (Arthur & Vassilvitskii 2007: each next centre
   drawn with probability ∝ D², the squared distance to the nearest centre so far), or
   ``init="random"``: ``k`` distinct points drawn uniformly (faiss's own scheme);
-- Lloyd iterations until the objective stops improving (relative change < ``tol``) or ``niter``;
+- Lloyd iterations: ``niter`` of them in faiss's C++ loop; in torch until the objective stops
+  improving (relative change < ``tol``) or ``niter`` (once converged, more iterations change
+  nothing, so both end at the same partition);
 - an empty cluster is refilled by splitting a populated one: copy a centroid picked with
   probability ∝ (size − 1) and push the two copies apart by ±1/1024 (faiss's rule, which
   DeepCluster relies on too);
@@ -30,7 +32,7 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 SPLIT_EPS = 1.0 / 1024.0
 CHUNK = 65536  # rows per distance block in the torch back-end: bounds memory at CHUNK·K floats
 # Below this many multiply-adds per iteration (N·K·D), faiss runs single-threaded: its OpenMP
-# threads otherwise fight torch's spinning ones, and a 600-point step took 25 ms instead of 0.1.
+# threads otherwise fight torch's spinning ones, and a 600-point iteration took 25 ms, not 0.1.
 SMALL_WORK = 1 << 24
 
 
@@ -39,7 +41,7 @@ class KMeansResult:
     assignments: torch.Tensor  # N, int64, on the input's device
     centroids: torch.Tensor  # K×D, float32
     inertia: float  # Σ ‖x − c(x)‖² of the returned partition
-    iterations: int  # Lloyd iterations run by the winning restart
+    iterations: int  # Lloyd iterations run by the winning restart (faiss: always niter)
 
 
 def kmeans(
@@ -80,31 +82,26 @@ def kmeans(
     if spherical:
         xt = torch.nn.functional.normalize(xt, dim=1)
 
-    step = _faiss_step(xt, k, spherical, max_points_per_centroid) if backend == "faiss" else _torch_step(xt, spherical)
+    lloyd = _faiss_lloyd if backend == "faiss" else _torch_lloyd
     best: Optional[KMeansResult] = None
-    bar = tqdm(total=restarts * niter, desc=f"k-means ({backend}, K={k})", disable=not progress, leave=False)
-    for r in range(restarts):
+    for r in tqdm(range(restarts), desc=f"k-means ({backend}, K={k})", disable=not progress, leave=False):
         gen = torch.Generator().manual_seed(seed + r)
-        centroids = _kmeans_pp(xt, k, gen) if init == "kmeans++" else xt[torch.randperm(n, generator=gen)[:k].to(device)].clone()
-        previous = float("inf")
-        it = 0
-        for it in range(1, niter + 1):
-            centroids, objective = step(centroids, gen)
-            bar.update(1)
-            if previous - objective <= tol * abs(objective):
-                break
-            previous = objective
-        bar.update(niter - it)
+        start = _kmeans_pp(xt, k, gen) if init == "kmeans++" else xt[torch.randperm(n, generator=gen)[:k].to(device)].clone()
+        centroids, iterations = lloyd(xt, start, niter=niter, spherical=spherical, gen=gen, tol=tol, max_points_per_centroid=max_points_per_centroid)
         assignments, inertia = assign(xt, centroids, spherical)
         if best is None or inertia < best.inertia:
-            best = KMeansResult(assignments, centroids, inertia, it)
-    bar.close()
+            best = KMeansResult(assignments, centroids, inertia, iterations)
     assert best is not None
     return best
 
 
-def assign(x: torch.Tensor, centroids: torch.Tensor, spherical: bool = False) -> tuple[torch.Tensor, float]:
-    """Nearest centroid of every row (chunked), and the total squared distance."""
+def assign(x: torch.Tensor, centroids: torch.Tensor, spherical: bool = False, x_sq: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, float]:
+    """Nearest centroid of every row (chunked), and the total squared distance.
+
+    ``x_sq`` (the rows' squared norms) may be passed in when assigning the same ``x`` often.
+    """
+    if x_sq is None and not spherical:
+        x_sq = (x * x).sum(1)
     labels = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
     total = 0.0
     c_sq = (centroids * centroids).sum(1)
@@ -116,7 +113,7 @@ def assign(x: torch.Tensor, centroids: torch.Tensor, spherical: bool = False) ->
         else:
             d = c_sq[None, :] - 2.0 * (xb @ centroids.T)  # B×K, ‖x‖² added below
             best, labels[s : s + CHUNK] = d.min(1)
-            total += float((best + (xb * xb).sum(1)).clamp_min(0).sum())
+            total += float((best + x_sq[s : s + CHUNK]).clamp_min(0).sum())
     return labels, total
 
 
@@ -151,54 +148,51 @@ def _split_empty(centroids: torch.Tensor, counts: torch.Tensor, gen: torch.Gener
         counts[donor] -= counts[j]
 
 
-def _torch_step(x: torch.Tensor, spherical: bool):
-    """One Lloyd iteration in torch: assign, average, split empties, renormalise."""
-
-    def step(centroids: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, float]:
-        labels, objective = assign(x, centroids, spherical)
+def _torch_lloyd(x: torch.Tensor, centroids: torch.Tensor, *, niter: int, spherical: bool, gen: torch.Generator, tol: float, **_: object) -> tuple[torch.Tensor, int]:
+    """Lloyd iterations in torch (any device) until the objective stops improving."""
+    x_sq = None if spherical else (x * x).sum(1)  # reused by every assignment
+    previous = float("inf")
+    for it in range(1, niter + 1):
+        labels, objective = assign(x, centroids, spherical, x_sq)
         counts = torch.bincount(labels, minlength=centroids.shape[0])
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)
-        new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None].to(sums.dtype), centroids)
-        _split_empty(new, counts, gen)
+        centroids = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None].to(sums.dtype), centroids)
+        _split_empty(centroids, counts, gen)
         if spherical:
-            new = torch.nn.functional.normalize(new, dim=1)
-        return new, objective
+            centroids = torch.nn.functional.normalize(centroids, dim=1)
+        if previous - objective <= tol * abs(objective):
+            return centroids, it
+        previous = objective
+    return centroids, niter
 
-    return step
 
+def _faiss_lloyd(
+    x: torch.Tensor, centroids: torch.Tensor, *, niter: int, spherical: bool, gen: torch.Generator, max_points_per_centroid: Optional[int], **_: object
+) -> tuple[torch.Tensor, int]:
+    """faiss's own Lloyd loop (assignment, update, empty-cluster split) from our start.
 
-def _faiss_step(x: torch.Tensor, k: int, spherical: bool, max_points_per_centroid: Optional[int]):
-    """One Lloyd iteration by faiss (its own assignment, update and empty-cluster split)."""
+    faiss has no convergence test: it runs all ``niter`` iterations, in C++.
+    """
     import faiss
 
     xn = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
     use_gpu = x.device.type == "cuda" and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
-    threads = 1 if xn.shape[0] * xn.shape[1] * k < SMALL_WORK else faiss.omp_get_max_threads()
-
-    def step(centroids: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, float]:
-        before = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(threads)
-        try:
-            return _faiss_iteration(centroids, gen)
-        finally:
-            faiss.omp_set_num_threads(before)
-
-    def _faiss_iteration(centroids: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, float]:
-        km = faiss.Kmeans(
-            xn.shape[1],
-            k,
-            niter=1,
-            spherical=spherical,
-            seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)),  # only faiss's subsampling uses it
-            max_points_per_centroid=max_points_per_centroid or xn.shape[0],
-            min_points_per_centroid=1,
-            gpu=use_gpu,
-            verbose=False,
-        )
+    km = faiss.Kmeans(
+        xn.shape[1],
+        centroids.shape[0],
+        niter=niter,
+        spherical=spherical,
+        seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)),  # only faiss's subsampling uses it
+        max_points_per_centroid=max_points_per_centroid or xn.shape[0],
+        min_points_per_centroid=1,
+        gpu=use_gpu,
+        verbose=False,
+    )
+    before = faiss.omp_get_max_threads()
+    if xn.shape[0] * xn.shape[1] * centroids.shape[0] < SMALL_WORK:
+        faiss.omp_set_num_threads(1)
+    try:
         km.train(xn, init_centroids=np.ascontiguousarray(centroids.cpu().numpy(), dtype=np.float32))
-        objective = float(km.obj[-1])
-        if spherical:
-            objective = -objective  # faiss reports the summed similarity, which grows
-        return torch.from_numpy(km.centroids.copy()).to(x.device), objective
-
-    return step
+    finally:
+        faiss.omp_set_num_threads(before)
+    return torch.from_numpy(km.centroids.copy()).to(x.device), niter

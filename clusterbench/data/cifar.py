@@ -78,23 +78,29 @@ def splits_of(split: str) -> list[str]:
     return ["train", "test"] if split == "all" else [split]
 
 
-def load_cifar10(root: str, split: str = "all", download: bool = False) -> ImageDataset:
-    """CIFAR-10's 60,000 (train 50k + test 10k) 3×32×32 images in 10 classes;
-    ``split=all`` is train then test. Only the batches the split needs are read."""
+def _load(name: str, folder_name: str, file_names: dict[str, tuple[str, ...]], meta: str, torchvision_class: str,
+          root: str, split: str, download: bool, label_key: str, names_key: str, num_classes: int) -> ImageDataset:
+    """What both CIFARs do: find (or fetch) the pickles the split needs, read, check, join."""
     splits = splits_of(split)
     base = data_root(root)
-    folder = base / CIFAR10_FOLDER
-    needed = [name for s in splits for name in CIFAR10_FILES[s]] + [CIFAR10_META]
+    folder = base / folder_name
+    needed = [f for s in splits for f in file_names[s]] + [meta]
 
     def fetch() -> None:
         import torchvision.datasets
 
-        torchvision.datasets.CIFAR10(str(base), train=True, download=True)
+        getattr(torchvision.datasets, torchvision_class)(str(base), train=True, download=True)
 
-    files = ensure_files(base, folder, needed, "cifar10", fetch_hint(CIFAR10_FOLDER), download, fetch)
-    class_names = read_meta(files[CIFAR10_META], "label_names", 10)
-    parts = read_parts(files, splits, CIFAR10_FILES, "labels", 10)
-    return join_splits("cifar10", parts, split, class_names)
+    files = ensure_files(base, folder, needed, name, fetch_hint(folder_name), download, fetch)
+    class_names = read_meta(files[meta], names_key, num_classes)
+    parts = read_parts(files, splits, file_names, label_key, num_classes)
+    return join_splits(name, parts, split, class_names)
+
+
+def load_cifar10(root: str, split: str = "all", download: bool = False) -> ImageDataset:
+    """CIFAR-10's 60,000 (train 50k + test 10k) 3×32×32 images in 10 classes;
+    ``split=all`` is train then test. Only the batches the split needs are read."""
+    return _load("cifar10", CIFAR10_FOLDER, CIFAR10_FILES, CIFAR10_META, "CIFAR10", root, split, download, "labels", "label_names", 10)
 
 
 def load_cifar100(root: str, split: str = "all", download: bool = False, targets: str = "coarse") -> ImageDataset:
@@ -104,19 +110,6 @@ def load_cifar100(root: str, split: str = "all", download: bool = False, targets
     if target not in CIFAR100_TARGETS:
         raise ConfigError("dataset.targets", f"'{target}' is not a CIFAR-100 label set; use coarse or fine")
     label_key, names_key, num_classes = CIFAR100_TARGETS[target]
-    splits = splits_of(split)
-    base = data_root(root)
-    folder = base / CIFAR100_FOLDER
-    needed = [name for s in splits for name in CIFAR100_FILES[s]] + [CIFAR100_META]
-
-    def fetch() -> None:
-        import torchvision.datasets
-
-        torchvision.datasets.CIFAR100(str(base), train=True, download=True)
-
-    files = ensure_files(base, folder, needed, "cifar100", fetch_hint(CIFAR100_FOLDER), download, fetch)
-    class_names = read_meta(files[CIFAR100_META], names_key, num_classes)
-    parts = read_parts(files, splits, CIFAR100_FILES, label_key, num_classes)
-    data = join_splits("cifar100", parts, split, class_names)
+    data = _load("cifar100", CIFAR100_FOLDER, CIFAR100_FILES, CIFAR100_META, "CIFAR100", root, split, download, label_key, names_key, num_classes)
     data.info["targets"] = target
     return data
