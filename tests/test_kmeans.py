@@ -52,9 +52,11 @@ def test_same_seed_same_result_and_restarts_keep_the_best(blobs):
     x, _ = blobs
     a, b = kmeans(x, 6, backend="torch", seed=7), kmeans(x, 6, backend="torch", seed=7)
     assert torch.equal(a.assignments, b.assignments)
-    singles = [kmeans(x, 6, backend="torch", seed=s, init="random").inertia for s in range(4)]
-    best = kmeans(x, 6, backend="torch", seed=0, restarts=4, init="random").inertia
-    assert best == pytest.approx(min(singles))
+    # restart 0 is the same whatever the count, so more restarts can only lower the inertia
+    one = kmeans(x, 6, backend="torch", seed=0, restarts=1, init="random")
+    many = kmeans(x, 6, backend="torch", seed=0, restarts=8, init="random")
+    assert many.inertia <= one.inertia + 1e-3
+    assert len({round(kmeans(x, 6, backend="torch", seed=s, init="random").inertia, 1) for s in range(8)}) > 1  # seeds differ
 
 
 def test_assign_is_the_nearest_centroid():

@@ -11,7 +11,8 @@ Both back-ends run the same algorithm, so with the same seed they reach the same
 - an empty cluster is refilled by splitting a populated one: copy a centroid picked with
   probability ∝ (size − 1) and push the two copies apart by ±1/1024 (faiss's rule, which
   DeepCluster relies on too);
-- ``restarts`` runs with seeds ``seed, seed+1, ...``; the lowest inertia wins;
+- ``restarts`` runs, each seeded by its own child of ``SeedSequence(seed)`` (so seeds 0 and 1
+  share no restart, and restart 0 is the same whatever the count); the lowest inertia wins;
 - ``spherical``: inputs are L2-normalised and centroids renormalised after every update
   (cosine k-means, as PCL / DeepCluster-v2 / SwAV use).
 
@@ -84,8 +85,9 @@ def kmeans(
 
     lloyd = _faiss_lloyd if backend == "faiss" else _torch_lloyd
     best: Optional[KMeansResult] = None
-    for r in tqdm(range(restarts), desc=f"k-means ({backend}, K={k})", disable=not progress, leave=False):
-        gen = torch.Generator().manual_seed(seed + r)
+    children = np.random.SeedSequence(seed).spawn(restarts)
+    for child in tqdm(children, desc=f"k-means ({backend}, K={k})", disable=not progress, leave=False):
+        gen = torch.Generator().manual_seed(int(child.generate_state(1, dtype=np.uint64)[0] >> 1))
         start = _kmeans_pp(xt, k, gen) if init == "kmeans++" else xt[torch.randperm(n, generator=gen)[:k].to(device)].clone()
         centroids, iterations = lloyd(xt, start, niter=niter, spherical=spherical, gen=gen, tol=tol, max_points_per_centroid=max_points_per_centroid)
         assignments, inertia = assign(xt, centroids, spherical)
