@@ -139,7 +139,16 @@ def test_store_round_trip_and_baseline_from_a_chosen_night(tmp_path):
     out = tmp_path / "base.json"
     assert report_main(["--store", str(db), "--night", "2026-11-22", "--no-plots", "--write-baseline", str(out), "--trend", str(tmp_path / "trend.png")]) == 0
     base = json.loads(out.read_text())
-    assert base["entries"] == [{"row": "kmeans", "column": "digits", "runs": 2, "nmi": 0.7, "acc": 0.7, "ari": 0.6}]
+    tight = {"nmi": 0.02, "acc": 0.02, "ari": 0.02}  # the two seeds agree: the default tolerance
+    assert base["entries"] == [{"row": "kmeans", "column": "digits", "runs": 2, "nmi": 0.7, "acc": 0.7, "ari": 0.6, "tolerance": tight}]
     assert (tmp_path / "trend.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the latest night is the default, and it lists the failed run
     assert report_main(["--store", str(db), "--no-plots", "--baseline", str(out)]) == 0
+
+
+def test_baseline_tolerance_covers_each_cells_seed_noise(tmp_path):
+    for seed, acc in enumerate([0.50, 0.64]):  # a noisy method: std 0.099 over 2 seeds
+        fabricate_run(tmp_path / f"g{seed}", "gmm", "mnist", seed, {"nmi": 0.6, "acc": acc, "ari": 0.4})
+    base = gate.make_baseline(aggregate(load_runs([tmp_path]), references={}), "test")
+    tol = base["entries"][0]["tolerance"]
+    assert tol["acc"] == pytest.approx(3 * 0.0989949 / 2 ** 0.5, abs=1e-3) and tol["nmi"] == 0.02

@@ -8,6 +8,7 @@ beyond the tolerance, or a baseline entry with no completed run tonight, is a re
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -40,10 +41,17 @@ class Regression:
 
 
 def make_baseline(report: Report, source: str, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
-    entries = [
-        {"row": row, "column": column, "runs": cell.n, **{m: cell.mean(m) for m in METRICS}}
-        for (row, column), cell in sorted(report.cells.items())
-    ]
+    """Means of every cell, each with a tolerance that covers its own seed noise.
+
+    A cell's tolerance per metric is the larger of ``tolerance`` and three standard errors of
+    its mean (3·std/√runs over the baseline night's seeds): a GMM whose ACC swings ±7 points
+    between seeds must not fail the gate every other night, while a steady k-means keeps the
+    tight default.
+    """
+    entries = []
+    for (row, column), cell in sorted(report.cells.items()):
+        noise = {m: round(max(tolerance, 3 * cell.std(m) / math.sqrt(cell.n)), 4) for m in METRICS}
+        entries.append({"row": row, "column": column, "runs": cell.n, **{m: cell.mean(m) for m in METRICS}, "tolerance": noise})
     return {"source": source, "tolerance": {m: tolerance for m in METRICS}, "entries": entries}
 
 
