@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from clusterbench.io import PathLike, atomic_write_bytes
-from clusterbench.metrics import matched_confusion
+from clusterbench.metrics import contingency, hungarian_match, matched_confusion
 
 __all__ = [
     "plot_embedding",
@@ -169,17 +169,34 @@ def _map_2d(x: np.ndarray, *, method: str, seed: int) -> tuple[np.ndarray, str]:
     return np.asarray(xy, dtype=np.float64), "t-SNE (scikit-learn)"
 
 
+def _matched_colours(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[dict[Any, int], dict[Any, int], int]:
+    """Colour indices for classes and clusters such that each cluster wears the colour of
+    the class it is matched to (Hungarian), so the two panels can be compared at a glance.
+    Unmatched clusters get colours of their own after the classes'."""
+    classes = np.unique(y_true)
+    class_colour = {c: i for i, c in enumerate(classes.tolist())}
+    match = hungarian_match(contingency(y_true, y_pred))  # cluster id → class id
+    cluster_colour: dict[Any, int] = {}
+    spare = len(classes)
+    for cl in np.unique(y_pred).tolist():
+        if cl in match:
+            cluster_colour[cl] = class_colour[match[cl]]
+        else:
+            cluster_colour[cl], spare = spare, spare + 1
+    return class_colour, cluster_colour, spare
+
+
 def _scatter_panel(ax: Any, xy: np.ndarray, values: np.ndarray, title: str,
-                   legend_title: str, size: float) -> None:
-    ids, idx = np.unique(values, return_inverse=True)
+                   legend_title: str, size: float, colour_of: Mapping[Any, int], n_colours: int) -> None:
+    ids = np.unique(values)
     k = len(ids)
-    cmap = _category_colours(k)
-    ax.scatter(xy[:, 0], xy[:, 1], c=idx.ravel(), cmap=cmap, vmin=-0.5, vmax=k - 0.5,
-               s=size, linewidths=0, alpha=0.85, rasterized=True)
+    cmap = _category_colours(n_colours)
+    ax.scatter(xy[:, 0], xy[:, 1], c=[colour_of[v] for v in values.tolist()], cmap=cmap, vmin=-0.5,
+               vmax=n_colours - 0.5, s=size, linewidths=0, alpha=0.85, rasterized=True)
     ax.set_title(f"{title} ({k})", fontsize=10)
     if k <= 10:  # beyond ten entries a legend hides the map it explains
-        handles = [Line2D([], [], linestyle="", marker="o", markersize=5, color=cmap(i), label=str(v))
-                   for i, v in enumerate(ids)]
+        handles = [Line2D([], [], linestyle="", marker="o", markersize=5, color=cmap(colour_of[v]), label=str(v))
+                   for v in ids.tolist()]
         ax.legend(handles=handles, title=legend_title, fontsize=7, title_fontsize=7,
                   loc="best", framealpha=0.7, borderpad=0.3, handletextpad=0.2)
 
@@ -219,6 +236,7 @@ def plot_embedding(
     if not (len(y_pred) == len(y_true) == n):
         raise ValueError(f"{n} embeddings but {len(y_pred)} assignments and {len(y_true)} labels")
 
+    class_colour, cluster_colour, n_colours = _matched_colours(y_true, y_pred)  # on all points
     keep = _subsample(y_true, max_points, seed)
     x, y_pred, y_true = np.asarray(x[keep], dtype=np.float64), y_pred[keep], y_true[keep]
     if not np.isfinite(x).all():
@@ -237,8 +255,8 @@ def plot_embedding(
     fig = _new_figure(10.0, 4.8)
     axes = fig.subplots(1, 2)
     size = float(np.clip(4000.0 / shown, 2.0, 20.0))  # dense maps need small dots
-    _scatter_panel(axes[0], xy, y_pred, "predicted clusters", "cluster", size)
-    _scatter_panel(axes[1], xy, y_true, "true labels", "label", size)
+    _scatter_panel(axes[0], xy, y_pred, "clusters, in matched class colours", "cluster", size, cluster_colour, n_colours)
+    _scatter_panel(axes[1], xy, y_true, "true labels", "label", size, class_colour, n_colours)
     for ax in axes:
         if d > 2:  # map coordinates carry no units; ticks would only suggest they do
             ax.set_xticks([])
