@@ -241,3 +241,11 @@ def test_no_temp_files_and_no_pyplot_figures(tmp_path, spy_map):
     names = sorted(p.name for p in out.iterdir())
     assert names == ["bars.png", "confusion.png", "curves.png", "embedding.png", "trend.png"]
     assert plt.get_fignums() == open_before
+
+
+def test_embedding_clusters_wear_their_matched_class_colour():
+    y = np.array([0, 0, 1, 1, 2, 2, 2])
+    pred = np.array([7, 7, 3, 3, 9, 9, 5])  # 7→0, 3→1, 9→2; cluster 5 is left unmatched
+    class_colour, cluster_colour, n = P._matched_colours(y, pred)
+    assert [cluster_colour[c] for c in (7, 3, 9)] == [class_colour[0], class_colour[1], class_colour[2]]
+    assert cluster_colour[5] == 3 and n == 4  # a colour of its own, after the classes'
