@@ -89,3 +89,21 @@ def test_nightly_suite_runs_stores_reports_and_gates(tmp_path, capsys):
     suite.write_text(suite.read_text() + f"baseline: {baseline}\n")
     assert suite_main([str(suite), "--night", "2026-11-21"]) == 1
     assert "REGRESSION kmeans on synthetic: ACC" in capsys.readouterr().err
+
+
+def test_a_crashing_job_is_recorded_and_the_sweep_goes_on(run_cli, tmp_path, monkeypatch):
+    from clusterbench.methods.gmm import GMMMethod
+
+    def crash(self, data, ctx):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(GMMMethod, "fit_predict", crash)
+    sweep = tmp_path / "sweep"
+    r = run_cli("-m", "method=gmm,kmeans", "dataset=synthetic", f"hydra.sweep.dir={sweep}")
+    assert r.code == 1 and "1 job(s) of the sweep failed" in r.err
+    error = json.loads((sweep / "dataset=synthetic,method=gmm" / "error.json").read_text())
+    assert error["error"].startswith("RuntimeError: simulated bug") and error["method"] == "gmm"
+    assert (sweep / "dataset=synthetic,method=kmeans" / "metrics.json").exists()
+    # outside a sweep, a bug keeps its traceback: it is not a user error
+    with pytest.raises(RuntimeError, match="simulated bug"):
+        run_cli("method=gmm", "dataset=synthetic")
