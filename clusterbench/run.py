@@ -72,13 +72,21 @@ def night_of(cfg: DictConfig) -> str:
     return cfg.night or datetime.now(timezone.utc).date().isoformat()
 
 
+def hash_of(cfg: DictConfig) -> str:
+    """The config hash of ``cfg`` resolved; unresolved when resolving is what failed."""
+    try:
+        return config_hash(OmegaConf.to_container(cfg, resolve=True))
+    except Exception:  # noqa: BLE001 — the failure being recorded may be a bad interpolation
+        return config_hash(OmegaConf.to_container(cfg, resolve=False))
+
+
 def finished_result(out_dir: Path, cfg: DictConfig) -> Optional[dict[str, Any]]:
     """The result already in ``out_dir`` when it is of this very config, else None."""
     try:
         previous = json.loads((out_dir / "metrics.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    same = previous.get("config_hash") == config_hash(OmegaConf.to_container(cfg, resolve=True))
+    same = previous.get("config_hash") == hash_of(cfg)
     return previous if same else None
 
 
@@ -173,7 +181,7 @@ def record_failure(cfg: DictConfig, out_dir: Path, overrides: Sequence[str], mes
         "run_id": uuid.uuid4().hex,
         "night": night_of(cfg),
         "finished_at": utc_now(),
-        "config_hash": config_hash(OmegaConf.to_container(cfg, resolve=False)),
+        "config_hash": hash_of(cfg),
     }
     atomic_write_json(out_dir / "error.json", failure)
     if cfg.store:

@@ -6,6 +6,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from clusterbench.data.dataset import ImageDataset, stratified_subset
+from clusterbench.errors import ConfigError
 
 # Keys every dataset config has that are not the loader's arguments.
 PROTOCOL_KEYS = ("_target_", "name", "limit")
@@ -17,8 +18,6 @@ def build_dataset(cfg: DictConfig, seed: int) -> ImageDataset:
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in PROTOCOL_KEYS}
     kwargs = {k: getattr(v, "value", v) for k, v in kwargs.items()}  # str enums → plain strings
     if cfg.limit is not None and cfg.limit < 1:
-        from clusterbench.errors import ConfigError
-
         raise ConfigError("dataset.limit", f"{cfg.limit} is not a positive count; use null for the whole set")
     data = loader(**kwargs)
     return stratified_subset(data, cfg.limit, seed)

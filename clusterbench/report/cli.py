@@ -69,8 +69,7 @@ def write_outputs(report: Report, out: Path, title: str, plots: bool) -> list[Pa
 
         for metric in METRICS:
             bars = [
-                {"method": row, "dataset": column, "mean": cell.mean(metric), "std": cell.std(metric),
-                 "published": (lambda ref: ref.values[metric] / 100 if ref and metric in ref.values else None)(report.published.get((row, column), {}).get("mean"))}
+                {"method": row, "dataset": column, "mean": cell.mean(metric), "std": cell.std(metric), "published": _published(report, row, column, metric)}
                 for (row, column), cell in sorted(report.cells.items())
             ]
             images.append(plot_scores_bars(bars, out / f"report_{metric}.png", metric=metric))
@@ -79,6 +78,12 @@ def write_outputs(report: Report, out: Path, title: str, plots: bool) -> list[Pa
     atomic_write_bytes(out / "report.html", render(report, title, images).encode())
     written += [md, out / "report.csv", out / "report.html", *images]
     return written
+
+
+def _published(report: Report, row: str, column: str, metric: str) -> Optional[float]:
+    """The published mean of ``metric`` for a cell, as a fraction, if there is one."""
+    ref = report.published.get((row, column), {}).get("mean")
+    return ref.values[metric] / 100 if ref and metric in ref.values else None
 
 
 def trend_points(path: Path) -> list[dict]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
+from clusterbench.report.runs import RunRecord
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
@@ -112,10 +114,8 @@ def from_result(result: dict[str, Any], run_dir: Union[str, Path]) -> StoredRun:
     )
 
 
-def to_record(run: StoredRun) -> "RunRecord":
+def to_record(run: StoredRun) -> RunRecord:
     """A store row as a report record, so a night's runs aggregate like run folders do."""
-    from clusterbench.report.runs import RunRecord
-
     metrics = {k: float(v) for k, v in run.metrics.items() if k in ("nmi", "acc", "ari", "purity")}
     return RunRecord(
         path=Path(run.run_dir or run.run_id),
