@@ -111,13 +111,79 @@ class GMMMethodConfig(MethodConfig):
     reg_covar: float = 1e-6
 
 
-# --- backbone / hardware / top level -------------------------------------------------
+# --- backbone -----------------------------------------------------------------------
+# Every backbone is built with the dataset's ``in_channels`` and ``image_size`` as well.
 
 
 @dataclass
 class BackboneConfig:
     _target_: str = MISSING
     name: str = MISSING
+
+
+@dataclass
+class ConvNetConfig(BackboneConfig):
+    """The MNIST reference study's ConvNet: 2 conv + max-pool + FC."""
+
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+    hidden: int = 128  # width of the FC layer = the feature dimension
+    dropout: float = 0.0
+
+
+@dataclass
+class StridedConvNetConfig(BackboneConfig):
+    """Strided 3×3 conv + BN + ReLU blocks, then global average pooling."""
+
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128])
+
+
+@dataclass
+class ResNetConfig(BackboneConfig):
+    depth: int = 18  # 18 | 34 | 50
+    cifar_stem: Optional[bool] = None  # 3×3 conv, no max-pool; null: when image_size ≤ 64
+    width: int = 64  # channels of the first stage
+
+
+@dataclass
+class MLPConfig(BackboneConfig):
+    hidden: list[int] = field(default_factory=lambda: [500, 500, 2000])
+    batch_norm: bool = False
+
+
+# --- augmentation --------------------------------------------------------------------
+
+
+@dataclass
+class AugmentConfig:
+    """A batched, on-device view recipe (clusterbench.data.augment).
+
+    Crop, flip and affine compose into one matrix per sample and one ``grid_sample``.
+    """
+
+    name: str = MISSING
+    global_crops: int = 2
+    global_size: Optional[int] = None  # null: the dataset's image size
+    global_scale: list[float] = field(default_factory=lambda: [0.2, 1.0])  # area fraction of the crop
+    local_crops: int = 0  # SwAV multi-crop: small crops, never used for codes
+    local_size: Optional[int] = None  # null: 3/7 of the image size (SwAV's 96 of 224)
+    local_scale: list[float] = field(default_factory=lambda: [0.05, 0.2])
+    ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333333])  # aspect ratio range
+    hflip: float = 0.5  # probability
+    rotate: float = 0.0  # max degrees, uniform in ±rotate
+    translate: float = 0.0  # max shift, fraction of the image size
+    jitter: float = 0.8  # probability of colour jitter
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale: float = 0.2  # probability
+    blur: float = 0.5  # probability
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # Gaussian σ range, in pixels of the view
+    solarize: float = 0.0  # probability
+    solarize_threshold: float = 0.5
+
+
+# --- hardware / top level ------------------------------------------------------------
 
 
 @dataclass
@@ -163,5 +229,13 @@ def register_schemas() -> None:
         cs.store(group="schema/dataset", name=name, node=node)
     cs.store(group="schema/method", name="kmeans", node=KMeansMethodConfig)
     cs.store(group="schema/method", name="gmm", node=GMMMethodConfig)
-    cs.store(group="schema/backbone", name="base", node=BackboneConfig)
+    for name, node in {
+        "base": BackboneConfig,
+        "convnet": ConvNetConfig,
+        "strided": StridedConvNetConfig,
+        "resnet": ResNetConfig,
+        "mlp": MLPConfig,
+    }.items():
+        cs.store(group="schema/backbone", name=name, node=node)
+    cs.store(group="schema/augment", name="base", node=AugmentConfig)
     cs.store(group="schema/hardware", name="base", node=HardwareConfig)
