@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from clusterbench.config import register_schemas
+from clusterbench.distributed import env_rank
 from clusterbench.errors import ClusterbenchError
 from clusterbench.sweep import SweepReport
 
@@ -110,6 +111,16 @@ def _job(cfg: DictConfig) -> Optional[dict[str, Any]]:
         return None
 
 
+def quiet_secondary_rank() -> None:
+    """Under torchrun, ranks above 0 write nothing: no .hydra/ folder, no log file, and a
+    scratch run folder (rank 0 tells them its own, where checkpoints are)."""
+    import tempfile
+
+    args = [a for a in sys.argv[1:] if not a.startswith(("hydra.run.dir=", "hydra.output_subdir=", "hydra/job_logging="))]
+    scratch = tempfile.mkdtemp(prefix=f"clusterbench-rank{env_rank()}-")
+    sys.argv[1:] = [*args, f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+
+
 def main() -> None:
     """Entry point of ``clusterbench`` and ``python -m clusterbench``."""
     register_schemas()
@@ -117,6 +128,8 @@ def main() -> None:
     SweepReport.failed.clear()
     # Let Hydra's composition errors reach us as exceptions instead of its multi-line report.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    if env_rank() > 0:
+        quiet_secondary_rank()
     try:
         _job()
     except Exception as ex:

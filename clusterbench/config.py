@@ -40,6 +40,33 @@ class CovarianceType(str, Enum):
     spherical = "spherical"
 
 
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+    lars = "lars"
+
+
+class Schedule(str, Enum):
+    cosine = "cosine"  # linear warm-up, then cosine decay to min_lr
+    constant = "constant"  # linear warm-up, then lr
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"  # CUDA only: autocast with a GradScaler
+
+
+class ClusterAlgorithm(str, Enum):
+    kmeans = "kmeans"
+    gmm = "gmm"
+
+
+class Decoder(str, Enum):
+    mlp = "mlp"
+    conv = "conv"
+
+
 class Cifar100Targets(str, Enum):
     coarse = "coarse"
     fine = "fine"
@@ -109,6 +136,36 @@ class GMMMethodConfig(MethodConfig):
     restarts: int = 1
     max_iter: int = 100
     reg_covar: float = 1e-6
+
+
+@dataclass
+class DeepMethodConfig(MethodConfig):
+    """What every trained method shares: how its final clusters are found."""
+
+    kmeans_restarts: int = 3  # k-means restarts on the final embeddings
+
+
+@dataclass
+class MoCoConfig(DeepMethodConfig):
+    queue_size: int = 4096  # K negatives
+    momentum: float = 0.99  # m of the key encoder's EMA
+    temperature: float = 0.1  # τ
+    feature_dim: int = 128  # output of the projection head
+    head_layers: int = 2  # 1: linear (v1); 2: MLP (v2)
+    head_hidden: int = 512
+    symmetric: bool = False  # also contrast (k, q): the CIFAR demo's option
+    split_bn: int = 1  # BN statistics over this many sub-batches on one device (1: off)
+    shuffle_bn: bool = True  # under DDP: shuffle keys across ranks before the key encoder
+
+
+@dataclass
+class AEConfig(DeepMethodConfig):
+    embedding_dim: int = 12  # the bottleneck that is clustered
+    decoder: Decoder = Decoder.mlp
+    decoder_hidden: list[int] = field(default_factory=lambda: [128])  # mlp decoder widths, bottleneck outwards
+    cluster: ClusterAlgorithm = ClusterAlgorithm.gmm
+    gmm_covariance: CovarianceType = CovarianceType.full
+    augment_input: bool = False  # train on augmented views instead of the plain images
 
 
 # --- backbone -----------------------------------------------------------------------
@@ -190,6 +247,32 @@ class AugmentConfig:
 class HardwareConfig:
     device: Device = Device.auto  # auto: cuda when available
     threads: Optional[int] = None  # torch intra-op threads; null keeps torch's default
+    distributed: bool = False  # one process per device under torchrun (hardware=ddp)
+    backend: Optional[str] = None  # torch.distributed backend; null: nccl on CUDA, gloo on CPU
+    sync_bn: bool = False  # under DDP: BatchNorm statistics over the global batch
+
+
+@dataclass
+class TrainerConfig:
+    """The shared training loop (clusterbench.engine) of the deep methods."""
+
+    epochs: int = 100
+    max_minutes: Optional[float] = None  # wall-clock budget: stop cleanly, then evaluate
+    batch_size: int = 256  # global batch (split over DDP ranks)
+    optimizer: Optimizer = Optimizer.sgd
+    lr: float = 0.06
+    momentum: float = 0.9  # sgd / lars
+    weight_decay: float = 5e-4
+    schedule: Schedule = Schedule.cosine
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    eval_every: int = 10  # epochs between evaluations (0: only at the end)
+    checkpoint_every: int = 1  # epochs between checkpoints (0: never)
+    grad_clip: Optional[float] = None  # max global gradient norm
+    precision: Precision = Precision.fp32
+    compile: bool = False  # torch.compile the model's sub-modules
+    channels_last: bool = False
+    embed_batch_size: int = 1024  # images per forward when embedding the dataset
 
 
 @dataclass
@@ -207,7 +290,10 @@ class RunConfig:
     dataset: Any = MISSING
     backbone: Any = MISSING
     hardware: HardwareConfig = MISSING
+    augment: Any = MISSING
+    trainer: TrainerConfig = MISSING
     seed: int = 0
+    resume: bool = False  # continue from the run folder's checkpoint (same hydra.run.dir)
     save_assignments: bool = True
     plots: PlotsConfig = field(default_factory=PlotsConfig)
     store: Optional[str] = None  # SQLite results store this run is appended to
@@ -229,6 +315,9 @@ def register_schemas() -> None:
         cs.store(group="schema/dataset", name=name, node=node)
     cs.store(group="schema/method", name="kmeans", node=KMeansMethodConfig)
     cs.store(group="schema/method", name="gmm", node=GMMMethodConfig)
+    cs.store(group="schema/method", name="moco", node=MoCoConfig)
+    cs.store(group="schema/method", name="ae", node=AEConfig)
+    cs.store(group="schema/trainer", name="base", node=TrainerConfig)
     for name, node in {
         "base": BackboneConfig,
         "convnet": ConvNetConfig,

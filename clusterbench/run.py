@@ -21,6 +21,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from clusterbench import distributed as D
 from clusterbench.data import build_dataset
 from clusterbench.errors import ClusterbenchError, ConfigError
 from clusterbench.io import atomic_save_npy, atomic_write_json
@@ -97,7 +98,20 @@ def run_experiment(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()
         raise ConfigError("seed", f"{cfg.seed} is negative; use an integer ≥ 0")
     method: Method = build(cfg.method)
     device = resolve_device(cfg.hardware)
-    seed_everything(cfg.seed)
+    dist = D.init(cfg.hardware.distributed, device, cfg.hardware.backend)
+    try:
+        if dist.enabled:
+            if device.type == "cuda":
+                device = torch.device("cuda", dist.local_rank)
+                torch.cuda.set_device(device)
+            out_dir = Path(D.broadcast_object(str(out_dir)))  # rank 0's folder: checkpoints are read from it
+        return _run(cfg, method, device, dist, out_dir, overrides, progress, start, started_at)
+    finally:
+        D.shutdown()
+
+
+def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo, out_dir: Path, overrides: Sequence[str], progress: bool, start: float, started_at: str) -> dict[str, Any]:
+    seed_everything(cfg.seed)  # the same on every rank: identical initial weights
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -105,8 +119,22 @@ def run_experiment(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()
     timings["load"] = time.perf_counter() - t0
     log.info("%s (%s): %d images %s, %d classes", data.name, data.split, len(data), data.image_shape, data.num_classes)
 
-    ctx = RunContext(device=device, seed=cfg.seed, backbone=build(cfg.backbone), out_dir=out_dir, progress=progress)
+    channels, size, _ = data.image_shape
+    ctx = RunContext(
+        device=device,
+        seed=cfg.seed,
+        backbone=build(cfg.backbone, in_channels=channels, image_size=size),
+        out_dir=out_dir,
+        progress=progress,
+        trainer=cfg.trainer,
+        augment=cfg.augment,
+        resume=cfg.resume,
+        sync_bn=cfg.hardware.sync_bn,
+        dist=dist,
+    )
     prediction = method.fit_predict(data, ctx)
+    if not dist.is_main:
+        return {}  # rank 0 alone evaluates and writes
     timings.update(prediction.timings)
     if prediction.assignments.shape != (len(data),):
         raise RuntimeError(f"{method.name} returned {prediction.assignments.shape} ids for {len(data)} images")

@@ -20,18 +20,25 @@ import torch
 from torch import nn
 
 from clusterbench.data.dataset import ImageDataset
+from clusterbench.distributed import DistInfo
 from clusterbench.errors import ConfigError
 
 
 @dataclass
 class RunContext:
-    """What a method may use besides the images: where to run, the seed, the backbone."""
+    """What a method may use besides the images: where to run, the seed, the backbone, and
+    for trained methods the loop's settings (``trainer``), the view recipe and the ranks."""
 
     device: torch.device
     seed: int
     backbone: nn.Module
     out_dir: Optional[Path] = None
     progress: bool = True
+    trainer: Any = None  # the trainer config node (clusterbench.config.TrainerConfig)
+    augment: Any = None  # the augmentation recipe (clusterbench.config.AugmentConfig)
+    resume: bool = False
+    sync_bn: bool = False  # under DDP: convert BatchNorm layers to SyncBatchNorm
+    dist: DistInfo = field(default_factory=DistInfo)
 
 
 @dataclass

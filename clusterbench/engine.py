@@ -1,0 +1,343 @@
+"""The one training loop every deep method runs (``DeepMethod.fit_predict`` calls ``train``).
+
+Read top to bottom, a run is:
+
+1. The training images go to the device once, as uint8; views are made there in batches.
+2. The method builds its networks around the backbone; the optimiser is built over them.
+3. With ``resume=true`` and a checkpoint in the run folder, everything is restored from it.
+4. Each epoch: the method's epoch-start hook (its E-step), then steps of
+   views → ``training_step`` → backward → (all-reduce) → clip → optimiser, with the learning
+   rate set from the schedule before each step. A non-finite loss stops the run.
+5. Every ``eval_every`` epochs the dataset is embedded and clustered and NMI / ACC / ARI are
+   logged; every ``checkpoint_every`` epochs a checkpoint is written atomically.
+6. At the end (or when ``max_minutes`` runs out) the final embedding is clustered.
+
+Rank 0 alone writes files and draws the progress bar; every rank runs the same steps on its
+share of the batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from clusterbench import checkpoint as ckpt
+from clusterbench import distributed as D
+from clusterbench.data.augment import Augmenter, standardize
+from clusterbench.data.dataset import ImageDataset
+from clusterbench.errors import ClusterbenchError, ConfigError
+from clusterbench.io import atomic_write_bytes
+from clusterbench.methods.base import Prediction, RunContext, Timer
+from clusterbench.methods.deep import Batch, DeepMethod, EpochContext, InputShape
+from clusterbench.metrics import evaluate
+from clusterbench.optim import build_optimizer, learning_rate
+
+log = logging.getLogger(__name__)
+STATS_SAMPLE = 10_000  # images used to estimate the per-channel mean and std
+
+
+class TrainingError(ClusterbenchError):
+    """Training cannot go on (a non-finite loss); the last good checkpoint is kept."""
+
+
+@dataclass
+class Clock:
+    """Training wall time, carried across resumes, and the optional budget."""
+
+    budget_s: Optional[float]
+    before_s: float = 0.0  # spent by earlier attempts of this run
+    started: float = 0.0
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return self.before_s + time.perf_counter() - self.started
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.budget_s is not None and self.elapsed >= self.budget_s
+
+    def fraction(self) -> float:
+        return 0.0 if self.budget_s is None else self.elapsed / self.budget_s
+
+
+def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction:
+    """Train ``method`` on ``data.train_images()`` and cluster ``data.images``."""
+    cfg, device, dist = ctx.trainer, ctx.device, ctx.dist
+    timings: dict[str, float] = {}
+    timer = Timer(timings)
+    check_trainer(cfg, dist, device)
+    k = method.clusters_for(data)
+
+    # 1. data on the device, views made there
+    images = data.train_images().to(device)  # N×C×H×W uint8
+    n, c, h, w = images.shape
+    mean, std = channel_stats(images)
+    augment = Augmenter(ctx.augment, image_size=h, channels=c, mean=mean, std=std)
+    if method.augmented and method.views_needed is not None and augment.num_views < method.views_needed:
+        raise ConfigError("augment", f"{method.name} needs {method.views_needed} views per image but augment={ctx.augment.name} makes {augment.num_views}")
+    per_rank = cfg.batch_size // dist.world_size
+    steps_per_epoch = n // cfg.batch_size  # the last partial batch is dropped: queues need full batches
+    if steps_per_epoch == 0:
+        raise ConfigError("trainer.batch_size", f"{cfg.batch_size} is larger than the {n} training images; lower it")
+
+    # 2. networks and optimiser
+    method.seed, method.dist = ctx.seed, dist
+    model = method.setup(ctx.backbone, InputShape(c, h))
+    method.model = model
+    if dist.enabled and ctx.sync_bn:
+        model = method.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    D.broadcast_parameters(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay)
+    precision = str(getattr(cfg.precision, "value", cfg.precision))
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    if cfg.compile:
+        for child in model.children():  # in place: state_dict keys stay the same
+            child.compile()
+
+    # random streams of the loop itself: identical on every rank, restored on resume
+    order_gen = torch.Generator().manual_seed(ctx.seed)
+    view_gen = torch.Generator(device=device).manual_seed(ctx.seed * 1_000_003 + dist.rank)
+
+    # 3. resume
+    out_dir = ctx.out_dir or Path(".")
+    path = out_dir / ckpt.CHECKPOINT
+    clock = Clock(None if cfg.max_minutes is None else 60.0 * cfg.max_minutes)
+    start_epoch, step, history = 0, 0, []
+    if ctx.resume and path.exists():
+        state = ckpt.load(path, map_location=device)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as ex:
+            raise ClusterbenchError(f"{path}: written by another method, backbone or dataset ({type(ex).__name__}); resume with the same config or delete it") from None
+        scaler.load_state_dict(state["scaler"])
+        method.load_method_state(state["method"])
+        ckpt.set_rng_states(state["rng"])
+        order_gen.set_state(state["order_gen"])
+        view_gen.set_state(state["view_gen"][dist.rank].cpu())  # generator states are CPU bytes, CUDA ones too
+        start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
+        clock.before_s = float(state["elapsed"])
+        log.info("resumed from %s at epoch %d (step %d)", path, start_epoch, step)
+    elif ctx.resume:
+        log.info("resume=true but %s holds no checkpoint: starting from scratch", out_dir)
+
+    def save_checkpoint(epoch: int) -> None:
+        view_states = D.all_gather(view_gen.get_state().to(device)[None]).cpu()  # every rank's stream
+        if not dist.is_main:
+            return
+        with timer("checkpoint"):
+            ckpt.save(path, {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "method": method.method_state(),
+                "rng": ckpt.rng_states(),
+                "order_gen": order_gen.get_state(),
+                "view_gen": list(view_states),
+                "epoch": epoch,
+                "step": step,
+                "schedule": {"total_steps": total_steps, "warmup_epochs": float(cfg.warmup_epochs), "lr": float(cfg.lr)},
+                "history": history,
+                "elapsed": clock.elapsed,
+            })
+
+    def embed_all(fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        return embed_dataset(fn, images, mean, std, cfg.embed_batch_size, dist, cfg.channels_last)
+
+    def evaluate_now() -> tuple[dict[str, float], np.ndarray, torch.Tensor]:
+        with timer("evaluate"), eval_mode(model):
+            features = embed_all(method.embed)
+        ids: np.ndarray = np.zeros(0, dtype=np.int64)
+        scores: dict[str, float] = {}
+        if dist.is_main:  # k-means on every rank would give the same answer, slower
+            with timer("cluster"):
+                ids, info = method.predict(features, k, ctx.seed)
+            scores = {key: float(v) for key, v in evaluate(data.labels.numpy(), ids[: len(data)]).items() if key in ("nmi", "acc", "ari")}
+            scores.update({key: v for key, v in info.items() if isinstance(v, (int, float))})
+        return scores, ids, features
+
+    # 4.–5. the loop
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup = min(cfg.warmup_epochs / max(cfg.epochs, 1), 1.0)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16, enabled=precision != "fp32")
+    clock.start()
+    stopped_early = False
+    for epoch in range(start_epoch, cfg.epochs):
+        if clock.out_of_time:
+            stopped_early = True
+            break
+        model.train()
+        with timer("epoch_start"):
+            method.on_epoch_start(EpochContext(epoch, n, device, ctx.seed, dist, embed_all))
+        order = epoch_order(n, steps_per_epoch * cfg.batch_size, order_gen)
+        losses = torch.zeros((), device=device)
+        t_epoch, done = time.perf_counter(), 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (ctx.progress and dist.is_main))
+        for i in bar:
+            lr = learning_rate(max((step + 1) / total_steps, clock.fraction()), cfg.lr, warmup, cfg.schedule, cfg.min_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            rows = order[i * cfg.batch_size + dist.rank * per_rank : i * cfg.batch_size + (dist.rank + 1) * per_rank].to(device)
+            with timer("augment"):
+                x = images[rows]
+                views = augment(x, view_gen) if method.augmented else [standardize(x, mean, std)]
+                if cfg.channels_last:
+                    views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            with timer("step"):
+                with autocast:
+                    out = method.training_step(Batch(views, rows, epoch, step))
+                loss = out["loss"]
+                if D.any_true(not bool(torch.isfinite(loss.detach())), device):
+                    raise TrainingError(
+                        f"the loss became {float(loss.detach()):.4g} at epoch {epoch + 1}, step {i + 1} (global step {step + 1}); "
+                        f"the last good checkpoint in {out_dir} is kept; lower trainer.lr or set trainer.grad_clip"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                D.average_gradients(params)
+                scaler.unscale_(optimizer)
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                method.before_optimizer_step(step)
+                scaler.step(optimizer)
+                scaler.update()
+            losses += loss.detach().float()
+            step += 1
+            done += per_rank * dist.world_size
+            if dist.is_main and ctx.progress:
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.3g}", img_s=f"{done / (time.perf_counter() - t_epoch):.0f}", refresh=False)
+            if clock.out_of_time:
+                stopped_early = True
+                break
+        bar.close()
+        steps_done = i + 1
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": step,
+            "loss": float(D.all_reduce_(losses, "mean")) / steps_done,
+            "lr": lr,
+            "images_per_s": done / (time.perf_counter() - t_epoch),
+            "elapsed_s": clock.elapsed,
+        }
+        last = epoch + 1 == cfg.epochs or stopped_early
+        if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and not last:
+            scores, _, _ = evaluate_now()
+            record.update(scores)
+        history.append(record)
+        if dist.is_main:
+            write_history(out_dir, history)
+            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{key} {v:.4g}" for key, v in record.items() if isinstance(v, float)))
+        if stopped_early:
+            break  # a partial epoch is not checkpointed: resuming repeats it from its start
+        if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
+            save_checkpoint(epoch + 1)
+
+    # 6. the final clustering
+    scores, ids, features = evaluate_now()
+    if history:
+        history[-1].update(scores)
+        if dist.is_main:
+            write_history(out_dir, history)
+    info: dict[str, Any] = {
+        "epochs": history[-1]["epoch"] if history else 0,
+        "steps": step,
+        "stopped_early": stopped_early,
+        "train_minutes": clock.elapsed / 60.0,
+        "images_per_s": float(np.mean([r["images_per_s"] for r in history])) if history else 0.0,
+    }
+    if stopped_early:
+        log.info("trainer.max_minutes=%s reached after %d steps; evaluating", cfg.max_minutes, step)
+    emb = features[: len(data)].float().cpu().numpy() if dist.is_main else None
+    return Prediction(ids[: len(data)] if dist.is_main else np.zeros(len(data), np.int64), k, timings, info, embeddings=emb)
+
+
+def check_trainer(cfg: Any, dist: D.DistInfo, device: torch.device) -> None:
+    """Impossible trainer values, each named with its fix."""
+    for key in ("epochs", "batch_size", "embed_batch_size"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"trainer.{key}", f"{getattr(cfg, key)} is not allowed; use a positive integer")
+    if cfg.max_minutes is not None and cfg.max_minutes <= 0:
+        raise ConfigError("trainer.max_minutes", f"{cfg.max_minutes} is not a budget; use a positive number of minutes or null")
+    if cfg.batch_size % dist.world_size:
+        raise ConfigError("trainer.batch_size", f"{cfg.batch_size} does not split over {dist.world_size} ranks; use a multiple of {dist.world_size}")
+    for key in ("eval_every", "checkpoint_every"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"trainer.{key}", f"{getattr(cfg, key)} is negative; use 0 (off) or a number of epochs")
+    if cfg.warmup_epochs < 0 or cfg.min_lr < 0:
+        raise ConfigError("trainer.warmup_epochs" if cfg.warmup_epochs < 0 else "trainer.min_lr", "must not be negative")
+    if cfg.grad_clip is not None and cfg.grad_clip <= 0:
+        raise ConfigError("trainer.grad_clip", f"{cfg.grad_clip} is not a norm; use a positive value or null")
+    precision = str(getattr(cfg.precision, "value", cfg.precision))
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("trainer.precision", "fp16 autocast needs a CUDA device; use bf16 or fp32 on the CPU")
+
+
+def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] units, from an evenly spaced sample of the images."""
+    stride = max(1, len(images) // STATS_SAMPLE)
+    x = images[::stride].float().div_(255.0).transpose(0, 1).reshape(images.shape[1], -1)  # C×M
+    return x.mean(1).tolist(), x.std(1).clamp_min(1e-3).tolist()
+
+
+def epoch_order(n: int, count: int, gen: torch.Generator) -> torch.Tensor:
+    """A fresh random permutation of the images, cut to ``count`` (whole batches)."""
+    return torch.randperm(n, generator=gen)[:count]
+
+
+@torch.no_grad()
+def embed_dataset(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    mean: list[float],
+    std: list[float],
+    batch_size: int,
+    dist: D.DistInfo,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """``fn`` of every standardised image, in order. Under DDP each rank embeds an equal shard
+    (the last padded by repetition) and the shards are gathered."""
+    n = len(images)
+    shard = math.ceil(n / dist.world_size)
+    rows = torch.arange(dist.rank * shard, (dist.rank + 1) * shard, device=images.device).clamp_max(n - 1)
+    parts = []
+    for s in range(0, shard, batch_size):
+        x = standardize(images[rows[s : s + batch_size]], mean, std)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        parts.append(fn(x).float())
+    return D.all_gather(torch.cat(parts))[:n]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Evaluation mode inside, the previous mode after."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+def write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
+    """metrics.jsonl: one line per epoch, rewritten whole (atomically) so a kill never tears a line."""
+    import json
+
+    atomic_write_bytes(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history).encode())

@@ -1,0 +1,129 @@
+"""The small base of every trained method; ``clusterbench.engine`` runs its hooks.
+
+A deep method builds its networks in ``setup`` and implements its paper's algorithm in a few
+hooks; the engine owns everything else (devices, augmentation, the optimiser and schedule,
+precision, DDP, checkpoints, evaluation, logging):
+
+- ``setup(backbone, shape)``: build the networks and buffers as one ``nn.Module``;
+- ``training_step(batch)``: the loss on one batch of views, ``{"loss": ..., **logged}``;
+- ``on_epoch_start(ctx)``: per-epoch work such as an E-step (k-means, prototype updates);
+- ``before_optimizer_step(step)``: e.g. zero the gradients of frozen prototypes;
+- ``embed(x)``: the features the final clusters are found in (eval mode, no gradient);
+- ``predict(features, k, seed)``: cluster ids (default: k-means on L2-normalised features);
+- ``method_state()`` / ``load_method_state()``: state outside the module's ``state_dict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from clusterbench.cluster import kmeans
+from clusterbench.data.dataset import ImageDataset
+from clusterbench.distributed import DistInfo
+from clusterbench.errors import ConfigError
+from clusterbench.methods.base import Method, Prediction, RunContext, require_positive
+
+
+@dataclass
+class Batch:
+    """One training step's input. ``views`` are standardised, global crops first."""
+
+    views: list[torch.Tensor]  # each B×C×s×s float
+    indices: torch.Tensor  # B dataset indices of the images (for per-image state)
+    epoch: int
+    step: int  # global optimiser step, from 0
+
+
+@dataclass
+class EpochContext:
+    """What an epoch-start hook may use: the whole training set and a way to embed it."""
+
+    epoch: int
+    num_images: int
+    device: torch.device
+    seed: int
+    dist: DistInfo
+    # features of every training image under ``fn`` (a no-grad map of standardised B×C×H×W
+    # batches), in dataset order, gathered across ranks: N×D on ``device``
+    embed_all: Callable[[Callable[[torch.Tensor], torch.Tensor]], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class InputShape:
+    channels: int
+    size: int  # images are size × size
+
+
+class DeepMethod(Method):
+    """A method with a training loop. Subclasses implement ``setup`` and ``training_step``."""
+
+    #: the views ``training_step`` expects from the augmentation recipe
+    views_needed: Optional[int] = None
+    #: False: ``batch.views`` is one un-augmented (standardised) view, and no views are made
+    augmented: bool = True
+
+    def __init__(self, num_clusters: Optional[int] = None, kmeans_restarts: int = 3) -> None:
+        super().__init__(num_clusters)
+        require_positive("method.kmeans_restarts", kmeans_restarts)
+        self.kmeans_restarts = kmeans_restarts
+        self.model: nn.Module = nn.Module()
+        self.seed = 0  # the run's seed and ranks, set by the engine before ``setup``
+        self.dist = DistInfo()
+
+    # --- hooks -----------------------------------------------------------------------
+
+    def setup(self, backbone: nn.Module, shape: InputShape) -> nn.Module:
+        """Build the networks around ``backbone``; return them as one module (also ``self.model``)."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def on_epoch_start(self, ctx: EpochContext) -> None:
+        """Per-epoch work before the first step (an E-step); nothing by default."""
+
+    def before_optimizer_step(self, step: int) -> None:
+        """Called after the gradients are ready and before the optimiser uses them."""
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of standardised images for the final clustering: the backbone's output."""
+        return self.model.backbone(x)
+
+    def predict(self, features: torch.Tensor, k: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """Cluster ids from features: k-means on L2-normalised features (cosine geometry, as the
+        contrastive losses train it)."""
+        result = kmeans(torch.nn.functional.normalize(features.float(), dim=1), k, restarts=self.kmeans_restarts, seed=seed)
+        return result.assignments.cpu().numpy(), {"inertia": result.inertia}
+
+    def method_state(self) -> dict[str, Any]:
+        """Checkpointed state that is not in ``self.model.state_dict()`` (tensors, numbers, lists)."""
+        return {}
+
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``method_state`` returned."""
+
+    # --- the engine runs the rest ------------------------------------------------------
+
+    def fit_predict(self, data: ImageDataset, ctx: RunContext) -> Prediction:
+        from clusterbench.engine import train
+
+        if not any(p.requires_grad for p in ctx.backbone.parameters()):
+            raise ConfigError("backbone", f"backbone={getattr(ctx.backbone, 'name', type(ctx.backbone).__name__)} has nothing to train; "
+                              "choose a learned one (convnet, strided, resnet18, resnet34, resnet50, mlp)")
+        return train(self, data, ctx)
+
+
+def momentum_update(target: nn.Module, source: nn.Module, momentum: float) -> None:
+    """θ_target ← m·θ_target + (1 − m)·θ_source (MoCo's key encoder, MiCE's teacher).
+
+    Parameters only, as in MoCo's code: the target's BatchNorm statistics are its own, kept by
+    its own forward passes in training mode.
+    """
+    with torch.no_grad():
+        torch._foreach_mul_(list(target.parameters()), momentum)
+        torch._foreach_add_(list(target.parameters()), [p.detach() for p in source.parameters()], alpha=1.0 - momentum)

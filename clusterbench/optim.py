@@ -1,0 +1,76 @@
+"""Optimisers (SGD, Adam, LARS) and the learning-rate schedule of the training loop."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from clusterbench.errors import ConfigError
+
+
+class LARS(torch.optim.Optimizer):
+    """Layer-wise Adaptive Rate Scaling (You et al., 2017), as SwAV and SimCLR train with it.
+
+    Each weight's step is scaled by the trust ratio η·‖w‖ / (‖g‖ + λ‖w‖), with λ the weight
+    decay, then momentum SGD. Biases and normalisation weights (1-D tensors) are neither decayed
+    nor adapted, as in those papers.
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001 — torch's signature
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if p.ndim > 1:  # weights: decay, then the trust ratio
+                    g = g.add(p, alpha=group["weight_decay"])
+                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm))
+                    g = g.mul(trust)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.clone(g).detach()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(g)
+                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return None
+
+
+def build_optimizer(name: str, params: list[nn.Parameter], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    """``trainer.optimizer``: sgd | adam | lars."""
+    name = str(getattr(name, "value", name))
+    if lr <= 0:
+        raise ConfigError("trainer.lr", f"{lr} is not a learning rate; use a positive value")
+    if weight_decay < 0:
+        raise ConfigError("trainer.weight_decay", f"{weight_decay} is negative; use 0 or more")
+    if not params:
+        raise ConfigError("method", "the method has no trainable parameters")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "lars":
+        return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ConfigError("trainer.optimizer", f"'{name}' is not an optimizer; use sgd, adam or lars")
+
+
+def learning_rate(progress: float, base_lr: float, warmup: float, schedule: str, min_lr: float = 0.0) -> float:
+    """The learning rate at ``progress`` ∈ [0, 1] of training.
+
+    Linear warm-up from 0 over the first ``warmup`` fraction, then constant or a half-cosine
+    from ``base_lr`` down to ``min_lr`` (SGDR without restarts, as MoCo v2 / SwAV use).
+    """
+    progress = min(max(progress, 0.0), 1.0)
+    if warmup > 0 and progress < warmup:
+        return base_lr * progress / warmup
+    if str(getattr(schedule, "value", schedule)) == "constant":
+        return base_lr
+    t = (progress - warmup) / max(1.0 - warmup, 1e-12)
+    return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * t))

@@ -1,0 +1,150 @@
+"""The shared training loop end to end: logs, checkpoints, resume after kill -9, the NaN
+guard, the wall-clock budget and the DDP path (2 CPU processes, gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from clusterbench.config import AugmentConfig, TrainerConfig
+from clusterbench.data.synthetic import load_synthetic
+from clusterbench.engine import TrainingError, train
+from clusterbench.methods.base import RunContext
+from clusterbench.methods.deep import Batch, DeepMethod, InputShape
+
+# a few seconds of MoCo on 96 tiny images
+TINY = ["method=moco", "dataset=synthetic", "dataset.num_samples=96", "hardware=cpu", "backbone=strided", "backbone.widths=[8,16]",
+        "method.queue_size=64", "method.head_hidden=32", "method.feature_dim=16", "trainer.batch_size=32", "trainer.eval_every=2"]
+
+
+def test_moco_logs_every_epoch_and_writes_a_safe_checkpoint(run_cli):
+    r = run_cli(*TINY, "trainer.epochs=3", plots=True)
+    assert r.code == 0, r.err
+    lines = [json.loads(line) for line in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [rec["epoch"] for rec in lines] == [1, 2, 3]
+    assert all({"loss", "lr", "images_per_s", "step"} <= set(rec) for rec in lines)
+    assert "acc" in lines[1] and "acc" in lines[2] and "acc" not in lines[0]  # eval_every=2, and at the end
+    assert lines[2]["acc"] == pytest.approx(r.metrics()["acc"])
+    state = torch.load(r.run_dir / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 3 and state["step"] == 9
+    assert {"model", "optimizer", "scaler", "method", "rng", "order_gen", "view_gen", "schedule", "history"} <= set(state)
+    assert any(key.startswith("queue.") for key in state["model"])  # the method's queue travels with it
+    assert (r.run_dir / "curves.png").exists()
+    info = r.metrics()["method_info"]
+    assert info["epochs"] == 3 and info["steps"] == 9 and not info["stopped_early"]
+
+
+def _run_subprocess(args: list[str], run_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "HYDRA_FULL_ERROR": ""}
+    cmd = [sys.executable, "-m", "clusterbench", *args, "plots.enabled=false", f"hydra.run.dir={run_dir}"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+
+def test_resume_after_kill_9_finishes_with_the_uninterrupted_metrics(run_cli, tmp_path):
+    args = [*TINY, "trainer.epochs=6", "trainer.eval_every=0", "seed=5"]
+    whole = run_cli(*args)
+    assert whole.code == 0, whole.err
+
+    run_dir = tmp_path / "killed"
+    proc = _run_subprocess(args, run_dir)
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "metrics.json").exists(), "the run finished before it could be killed; make it longer"
+    epoch = torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"]
+    assert 1 <= epoch < 6
+
+    resumed = run_cli(*args, "resume=true", run_dir=run_dir)
+    assert resumed.code == 0, resumed.err
+    a, b = whole.metrics(), resumed.metrics()
+    assert (a["nmi"], a["acc"], a["ari"]) == (b["nmi"], b["acc"], b["ari"])
+    losses = lambda r: [rec["loss"] for rec in map(json.loads, (r.run_dir / "metrics.jsonl").read_text().splitlines())]  # noqa: E731
+    assert losses(whole) == losses(resumed)
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(run_cli):
+    r = run_cli(*TINY, "trainer.epochs=1", "resume=true")
+    assert r.code == 0, r.err
+
+
+class NaNAfter(DeepMethod):
+    """A method whose loss turns NaN at a chosen global step."""
+
+    def __init__(self, bad_step: int) -> None:
+        super().__init__()
+        self.bad_step = bad_step
+
+    def setup(self, backbone: nn.Module, shape: InputShape) -> nn.Module:
+        net = nn.Module()
+        net.backbone = backbone
+        return net
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        loss = self.model.backbone(batch.views[0]).pow(2).mean()
+        return {"loss": loss * float("nan") if batch.step >= self.bad_step else loss}
+
+
+def _context(tmp_path: Path, **trainer) -> RunContext:
+    from clusterbench.backbones.mlp import MLP
+
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainerConfig), {"batch_size": 30, "eval_every": 0, **trainer})
+    augment = OmegaConf.merge(OmegaConf.structured(AugmentConfig), {"name": "none", "global_scale": [1.0, 1.0], "ratio": [1.0, 1.0],
+                                                                     "hflip": 0, "jitter": 0, "grayscale": 0, "blur": 0})
+    return RunContext(torch.device("cpu"), 0, MLP(in_channels=1, image_size=8, name="mlp", hidden=[16]), out_dir=tmp_path,
+                      progress=False, trainer=cfg, augment=augment)
+
+
+def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    data = load_synthetic(".", num_samples=120, num_classes=3)
+    with pytest.raises(TrainingError, match=r"epoch 3, step 2 \(global step 10\)") as caught:
+        train(NaNAfter(bad_step=9), data, _context(tmp_path, epochs=5))  # 4 steps per epoch
+    assert "\n" not in str(caught.value)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_the_cli_reports_a_nan_loss_in_one_line(run_cli):
+    r = run_cli(*TINY, "trainer.epochs=2", "trainer.lr=1e30")
+    assert r.code == 2
+    assert r.err.count("\n") == 1 and "error: the loss became" in r.err and "trainer.lr" in r.err
+    assert (r.run_dir / "error.json").exists() and not (r.run_dir / "metrics.json").exists()
+
+
+def test_the_wall_clock_budget_stops_cleanly_then_evaluates(tmp_path):
+    data = load_synthetic(".", num_samples=120, num_classes=3)
+    prediction = train(NaNAfter(bad_step=10**9), data, _context(tmp_path, epochs=10**6, max_minutes=0.02))
+    assert prediction.info["stopped_early"] and prediction.assignments.shape == (120,)
+    assert 0.015 <= prediction.info["train_minutes"] < 0.5
+
+
+@pytest.mark.parametrize("override,key", [("trainer.batch_size=0", "trainer.batch_size"), ("trainer.batch_size=4096", "trainer.batch_size"),
+                                          ("trainer.precision=fp16", "trainer.precision"), ("method.momentum=1.5", "method.momentum"),
+                                          ("backbone=pixels", "backbone"), ("trainer.max_minutes=-1", "trainer.max_minutes")])
+def test_impossible_trainer_values_are_one_line_errors(run_cli, override, key):
+    r = run_cli(*TINY, "trainer.epochs=1", override)
+    assert r.code == 2 and r.err.startswith(f"error: {key}") and r.err.count("\n") == 1, r.err
+
+
+def test_ddp_with_two_cpu_processes(tmp_path):
+    run_dir = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "clusterbench",
+           *TINY, "hardware=ddp", "hardware.device=cpu", "hardware.threads=1", "trainer.epochs=2", "plots.enabled=false",
+           f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_samples"] == 96 and metrics["method_info"]["steps"] == 6
+    assert len(list(tmp_path.iterdir())) == 1  # rank 1 wrote nothing beside rank 0's folder
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 2
