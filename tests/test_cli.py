@@ -14,7 +14,7 @@ RESULT_KEYS = {"nmi", "acc", "ari", "purity", "n_samples", "n_clusters", "method
 
 
 def test_default_run_writes_metrics_assignments_and_hydra_configs(run_cli):
-    r = run_cli()
+    r = run_cli("method=kmeans", "method=kmeans")
     assert r.code == 0, r.err
     m = r.metrics()
     assert RESULT_KEYS <= set(m)
@@ -29,10 +29,10 @@ def test_default_run_writes_metrics_assignments_and_hydra_configs(run_cli):
 
 
 def test_same_seed_same_assignments_other_seed_runs(run_cli):
-    a = run_cli("method.restarts=1", "seed=3")
-    b = run_cli("method.restarts=1", "seed=3")
+    a = run_cli("method=kmeans", "method.restarts=1", "seed=3")
+    b = run_cli("method=kmeans", "method.restarts=1", "seed=3")
     assert np.array_equal(np.load(a.run_dir / "assignments.npy"), np.load(b.run_dir / "assignments.npy"))
-    assert run_cli("method.restarts=1", "seed=4").metrics()["seed"] == 4
+    assert run_cli("method=kmeans", "method.restarts=1", "seed=4").metrics()["seed"] == 4
 
 
 @pytest.mark.parametrize(
@@ -40,9 +40,9 @@ def test_same_seed_same_assignments_other_seed_runs(run_cli):
     [
         ("method=gmm",),
         ("method=gmm", "method.covariance_type=diag", "method.pca_dim=null"),
-        ("method.backend=torch", "method.pca_dim=20", "method.spherical=true"),
-        ("dataset=synthetic", "dataset.split=test", "method.num_clusters=5"),
-        ("dataset=synthetic", "dataset.limit=90", "hardware=cpu"),
+        ("method=kmeans", "method.backend=torch", "method.pca_dim=20", "method.spherical=true"),
+        ("method=kmeans", "dataset=synthetic", "dataset.split=test", "method.num_clusters=5"),
+        ("method=kmeans", "dataset=synthetic", "dataset.limit=90", "hardware=cpu"),
     ],
 )
 def test_classical_methods_run_on_small_data(run_cli, args):
@@ -58,11 +58,11 @@ def test_classical_methods_run_on_small_data(run_cli, args):
 
 def test_kmeans_finds_the_synthetic_classes(run_cli):
     # 3 balanced classes: chance is ≈ 0.36; shifted patterns keep pixel k-means near 0.86
-    assert run_cli("dataset=synthetic").metrics()["acc"] > 0.75
+    assert run_cli("method=kmeans", "dataset=synthetic").metrics()["acc"] > 0.75
 
 
 BAD_INPUTS = [
-    (("method=foo",), "method=foo is not a known option; choose one of: gmm, kmeans"),
+    (("method=foo",), "method=foo is not a known option; choose one of: ae, gmm, kmeans, moco"),
     (("dataset=cifar11",), "dataset=cifar11 is not a known option"),
     (("method.nitre=3",), "unknown config key 'method.nitre'; valid keys there: backend"),
     (("bogus=1",), "unknown config key 'bogus'"),
@@ -85,7 +85,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
 def test_bad_input_is_one_line_error_with_nonzero_exit(run_cli, args, message):
-    r = run_cli(*args)
+    r = run_cli(*args if any(a.startswith("method=") for a in args) else ("method=kmeans", *args))
     assert r.code == 2
     lines = [line for line in r.err.splitlines() if line.strip() and not line.startswith("\r")]
     assert len(lines) == 1 and lines[0].startswith("error: "), r.err
@@ -95,7 +95,7 @@ def test_bad_input_is_one_line_error_with_nonzero_exit(run_cli, args, message):
 
 
 def test_missing_dataset_offline_names_root_files_and_fix(run_cli, tmp_path):
-    r = run_cli("dataset=mnist", f"dataset.root={tmp_path}/nowhere")
+    r = run_cli("method=kmeans", "dataset=mnist", f"dataset.root={tmp_path}/nowhere")
     assert r.code == 2 and "Traceback" not in r.err
     line = r.err.strip().splitlines()[-1]
     assert f"{tmp_path}/nowhere" in line and "train-images-idx3-ubyte" in line
@@ -108,7 +108,7 @@ def test_corrupt_dataset_file_is_named(run_cli, tmp_path):
     raw.mkdir(parents=True)
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (raw / name).write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 20)  # a header cut short
-    r = run_cli("dataset=mnist", f"dataset.root={tmp_path}")
+    r = run_cli("method=kmeans", "dataset=mnist", f"dataset.root={tmp_path}")
     assert r.code == 2 and "Traceback" not in r.err
     assert str(raw) in r.err.strip().splitlines()[-1]
     assert not (r.run_dir / "metrics.json").exists()
@@ -119,13 +119,13 @@ def test_gpu_requested_without_one_is_a_clear_error(run_cli):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    r = run_cli("hardware=gpu")
+    r = run_cli("method=kmeans", "hardware=gpu")
     assert r.code == 2 and "hardware=cpu or hardware=auto" in r.err
 
 
 def test_multirun_goes_on_past_a_failing_job_and_exits_nonzero(run_cli, tmp_path, monkeypatch):
     sweep = tmp_path / "sweep"
-    r = run_cli("-m", "method.num_clusters=2,1", f"hydra.sweep.dir={sweep}")
+    r = run_cli("method=kmeans", "-m", "method.num_clusters=2,1", f"hydra.sweep.dir={sweep}")
     assert r.code == 1
     ok = json.loads((sweep / "method.num_clusters=2" / "metrics.json").read_text())
     assert ok["n_clusters"] == 2
@@ -136,7 +136,7 @@ def test_multirun_goes_on_past_a_failing_job_and_exits_nonzero(run_cli, tmp_path
 
 def test_python_dash_m_entry_point(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "clusterbench", "dataset=synthetic", f"hydra.run.dir={tmp_path}/run"],
+        [sys.executable, "-m", "clusterbench", "method=kmeans", "dataset=synthetic", f"hydra.run.dir={tmp_path}/run"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -166,10 +166,10 @@ def test_the_wheel_ships_the_configs(tmp_path):
 
 
 def test_run_writes_confusion_and_embedding_plots(run_cli):
-    r = run_cli("dataset=synthetic", "plots.embedding_points=200", plots=True)
+    r = run_cli("method=kmeans", "dataset=synthetic", "plots.embedding_points=200", plots=True)
     assert r.code == 0, r.err
     for name in ("confusion.png", "embedding.png"):
         assert (r.run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (r.run_dir / "curves.png").exists()  # k-means logs no epochs
     assert "plots" in r.metrics()["timings"]
-    assert not list(run_cli("dataset=synthetic", "plots.enabled=false").run_dir.glob("*.png"))
+    assert not list(run_cli("method=kmeans", "dataset=synthetic", "plots.enabled=false").run_dir.glob("*.png"))

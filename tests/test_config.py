@@ -15,10 +15,11 @@ def options(group: str) -> list[str]:
 
 
 def test_groups_hold_the_expected_options():
-    assert {"kmeans", "gmm"} <= set(options("method"))
+    assert {"kmeans", "gmm", "ae", "moco"} <= set(options("method"))
     assert set(options("dataset")) == {"mnist", "cifar10", "cifar100", "stl10", "imagenet_dog", "digits", "synthetic"}
-    assert set(options("hardware")) == {"cpu", "gpu", "auto"}
-    assert "pixels" in options("backbone")
+    assert set(options("hardware")) == {"cpu", "gpu", "auto", "ddp"}
+    assert {"pixels", "convnet", "strided", "resnet18", "resnet34", "resnet50", "mlp"} <= set(options("backbone"))
+    assert {"mnist", "mocov2", "multicrop", "none"} <= set(options("augment"))
 
 
 @pytest.mark.parametrize("method", options("method"))
@@ -31,17 +32,33 @@ def test_every_method_composes_with_every_dataset(compose, method, dataset):
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
 
 
-@pytest.mark.parametrize("group", ["backbone", "hardware"])
-def test_every_backbone_and_hardware_option_composes(compose, group):
+@pytest.mark.parametrize("group", ["backbone", "hardware", "augment"])
+def test_every_backbone_hardware_and_augment_option_composes(compose, group):
     for option in options(group):
         cfg = compose(f"{group}={option}")
         OmegaConf.to_container(cfg[group], resolve=True)
 
 
-def test_defaults_are_kmeans_on_digits(compose):
+def test_defaults_are_moco_on_digits(compose):
     cfg = compose()
-    assert cfg.method._target_.endswith("KMeansMethod") and cfg.dataset.name == "digits"
-    assert cfg.seed == 0 and cfg.method.num_clusters is None
+    assert cfg.method._target_.endswith("MoCo") and cfg.dataset.name == "digits"
+    assert cfg.seed == 0 and cfg.method.num_clusters is None and cfg.resume is False
+
+
+def test_methods_pick_their_backbone_and_datasets_their_views(compose):
+    assert compose("method=kmeans").backbone.name == "pixels"
+    assert compose("method=moco").backbone.name == "strided"
+    assert compose("method=moco", "backbone=resnet18").backbone.depth == 18
+    assert compose("method=ae").backbone.name == "mlp"
+    assert compose("dataset=mnist").augment.name == "mnist"
+    assert compose("dataset=cifar10").augment.name == "mocov2"
+    assert compose("dataset=cifar10", "augment=multicrop").augment.local_crops == 6
+
+
+@pytest.mark.parametrize("override", ["trainer.epoch=3", "trainer.optimizer=rmsprop", "trainer.precision=fp8", "augment.hflipp=0.5", "method.queue_size=big"])
+def test_trainer_and_augment_typos_fail_at_compose_time(compose, override):
+    with pytest.raises(ConfigCompositionException):
+        compose(override)
 
 
 @pytest.mark.parametrize(

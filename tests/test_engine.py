@@ -131,10 +131,16 @@ def test_the_wall_clock_budget_stops_cleanly_then_evaluates(tmp_path):
 
 @pytest.mark.parametrize("override,key", [("trainer.batch_size=0", "trainer.batch_size"), ("trainer.batch_size=4096", "trainer.batch_size"),
                                           ("trainer.precision=fp16", "trainer.precision"), ("method.momentum=1.5", "method.momentum"),
-                                          ("backbone=pixels", "backbone"), ("trainer.max_minutes=-1", "trainer.max_minutes")])
+                                          ("trainer.max_minutes=-1", "trainer.max_minutes"), ("method.split_bn=3", "method.split_bn")])
 def test_impossible_trainer_values_are_one_line_errors(run_cli, override, key):
     r = run_cli(*TINY, "trainer.epochs=1", override)
     assert r.code == 2 and r.err.startswith(f"error: {key}") and r.err.count("\n") == 1, r.err
+    assert not (r.run_dir / "metrics.json").exists()
+
+
+def test_a_deep_method_on_raw_pixels_is_a_one_line_error(run_cli):
+    r = run_cli("method=moco", "dataset=synthetic", "backbone=pixels")
+    assert r.code == 2 and r.err.startswith("error: backbone: pixels has nothing to train") and r.err.count("\n") == 1, r.err
 
 
 def test_ddp_with_two_cpu_processes(tmp_path):

@@ -15,7 +15,7 @@ from clusterbench.report.suite import load_suite, main as suite_main
 
 def test_rerunning_a_sweep_skips_finished_jobs_and_retries_failed_ones(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
-    args = ("-m", "dataset=synthetic", "method.num_clusters=3,1", "plots.enabled=false", f"hydra.sweep.dir={sweep}")
+    args = ("-m", "method=kmeans", "dataset=synthetic", "method.num_clusters=3,1", "plots.enabled=false", f"hydra.sweep.dir={sweep}")
     assert run_cli(*args).code == 1
     done = sweep / "dataset=synthetic,method.num_clusters=3"
     first = json.loads((done / "metrics.json").read_text())
@@ -31,16 +31,16 @@ def test_rerunning_a_sweep_skips_finished_jobs_and_retries_failed_ones(run_cli, 
 
 def test_a_changed_config_in_the_same_folder_is_not_skipped(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli("-m", "dataset=synthetic", "seed=0", "plots.enabled=false", f"hydra.sweep.dir={sweep}")
+    run_cli("method=kmeans", "-m", "dataset=synthetic", "seed=0", "plots.enabled=false", f"hydra.sweep.dir={sweep}")
     # same folder name (plots.* is excluded from it) but a different computation: must run
-    r = run_cli("-m", "dataset=synthetic", "seed=0", "plots.enabled=false", "dataset.noise=0.3", f"hydra.sweep.dir={sweep}")
+    r = run_cli("method=kmeans", "-m", "dataset=synthetic", "seed=0", "plots.enabled=false", "dataset.noise=0.3", f"hydra.sweep.dir={sweep}")
     assert "skip:" not in r.out
 
 
 def test_runs_are_appended_to_the_store(run_cli, tmp_path):
     db = tmp_path / "results.sqlite"
-    run_cli("dataset=synthetic", "plots.enabled=false", f"store={db}", "night=2026-11-20")
-    run_cli("dataset=synthetic", "plots.enabled=false", f"store={db}", "night=2026-11-20", "method.num_clusters=1")
+    run_cli("method=kmeans", "dataset=synthetic", "plots.enabled=false", f"store={db}", "night=2026-11-20")
+    run_cli("method=kmeans", "dataset=synthetic", "plots.enabled=false", f"store={db}", "night=2026-11-20", "method.num_clusters=1")
     rows = store.load(db, "2026-11-20")
     assert sorted(r.status for r in rows) == ["completed", "failed"]
     ok = next(r for r in rows if r.status == "completed")
@@ -51,7 +51,7 @@ def test_runs_are_appended_to_the_store(run_cli, tmp_path):
 def test_joblib_launcher_runs_a_local_parallel_sweep(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "clusterbench", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "dataset=synthetic",
+    cmd = [sys.executable, "-m", "clusterbench", "method=kmeans", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "dataset=synthetic",
            "seed=0,1", "plots.enabled=false", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

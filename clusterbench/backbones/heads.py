@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Mapping, Optional
+
 from torch import nn
 
 from clusterbench.backbones import check_positive_int
@@ -16,6 +18,7 @@ def projection_head(
     batch_norm: bool = True,
     *,
     prefix: str = "head",
+    keys: Optional[Mapping[str, str]] = None,
 ) -> nn.Module:
     """A projection MLP ``in_dim → hidden_dim → … → out_dim``.
 
@@ -26,16 +29,22 @@ def projection_head(
     Linears drop their bias under BatchNorm (the norm's shift replaces it); the final Linear
     keeps it.
 
-    Bad arguments raise :class:`ConfigError` keyed ``f"{prefix}.{argument}"``; pass the config
-    path the values came from (e.g. ``prefix="method.head"``) so the message names the key the
-    user has to change.
+    Bad arguments raise :class:`ConfigError` naming the config key the user has to change:
+    ``keys[argument]`` where given, else ``f"{prefix}.{argument}"``. E.g. MoCo passes
+    ``keys={"hidden_dim": "method.head_hidden", "out_dim": "method.feature_dim",
+    "num_layers": "method.head_layers"}``.
     """
-    in_dim = check_positive_int(f"{prefix}.in_dim", in_dim)
-    hidden_dim = check_positive_int(f"{prefix}.hidden_dim", hidden_dim)
-    out_dim = check_positive_int(f"{prefix}.out_dim", out_dim)
-    num_layers = check_positive_int(f"{prefix}.num_layers", num_layers)
+    names = {arg: f"{prefix}.{arg}" for arg in ("in_dim", "hidden_dim", "out_dim", "num_layers", "batch_norm")}
+    unknown = set(keys or {}) - set(names)
+    if unknown:
+        raise ValueError(f"keys names no argument of projection_head: {sorted(unknown)}")
+    names.update(keys or {})
+    in_dim = check_positive_int(names["in_dim"], in_dim)
+    hidden_dim = check_positive_int(names["hidden_dim"], hidden_dim)
+    out_dim = check_positive_int(names["out_dim"], out_dim)
+    num_layers = check_positive_int(names["num_layers"], num_layers)
     if not isinstance(batch_norm, bool):
-        raise ConfigError(f"{prefix}.batch_norm", f"{batch_norm!r} is not a boolean; use true or false")
+        raise ConfigError(names["batch_norm"], f"{batch_norm!r} is not a boolean; use true or false")
     if num_layers == 1:
         return nn.Linear(in_dim, out_dim)
     layers: list[nn.Module] = []

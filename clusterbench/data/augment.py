@@ -11,9 +11,11 @@ translation (for digits, which must not be flipped).
 Why batched: per-sample PIL transforms in DataLoader workers cost more than the small
 networks trained on 32-pixel images; here every step is a tensor op over the whole batch
 on the images' device, so it runs on the GPU beside the model, and on the CPU it is
-vectorised. Geometry (crop, flip, rotation, translation) is one affine matrix per sample
-and one ``grid_sample`` straight to the output size: one resampling, no intermediate
-image, and the uint8 → float conversion happens once.
+vectorised. Geometry (crop, flip, rotation, translation) is one affine matrix per sample,
+one sampling grid (``affine_grid``, F.affine_grid's values built faster) and one
+``grid_sample`` straight to the output size: one resampling, no intermediate image. The
+uint8 → float conversion happens once. Colour jitter and grayscale are one 3×3 matrix per
+sample, the blur two batched matmuls (depthwise convs for views over 64 px).
 
 Every random parameter is drawn per sample (per view) from the caller's ``torch.Generator``
 in a fixed order, so a seed gives bit-identical views on a given device, and samples (and
@@ -39,6 +41,10 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 # 10 times in a loop too). With scale ≥ 0.05 and ratio within [3/4, 4/3] on a square image
 # every candidate fits, so the central-crop fallback only matters for extreme recipes.
 CROP_TRIES = 10
+
+# Blur by band-matrix matmuls up to this view side, by depthwise convs above it (measured
+# crossover on the CPU between 64 and 96 px: the matmul's cost per pixel grows with the side).
+BLUR_MATMUL_MAX_SIDE = 64
 
 # SwAV's local crops are 96 px for 224 px global crops.
 LOCAL_SIZE_FRACTION = 3 / 7
@@ -139,6 +145,9 @@ def check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"augment.{unknown[0]}", f"unknown key; the recipe fields are {', '.join(sorted(cfg))}")
     cfg.update(recipe)
+    for key, value in cfg.items():
+        if isinstance(value, str) and value == "???":  # OmegaConf's MISSING
+            raise ConfigError(f"augment.{key}", "is missing: set it in the recipe or on the command line")
     if not isinstance(cfg["name"], str) or not cfg["name"]:
         raise ConfigError("augment.name", f"must be a non-empty string, got {cfg['name']!r}")
     _integer(cfg, "global_crops", 1, "every method needs at least one global view (MoCo v2 and SwAV use 2)")
@@ -243,7 +252,7 @@ class Augmenter:
         """``count`` views of every image at ``size``, as one (count·N)-sample batch, view-major."""
         n, c = x.shape[:2]
         r = self.recipe
-        src = x.repeat(count, 1, 1, 1) if count > 1 else x
+        src = torch.cat([x] * count) if count > 1 else x  # a plain copy; Tensor.repeat is several times slower
         out = self._geometry(src, size, scale, g)  # a fresh tensor: the steps below work in place
         if r["jitter"] > 0 or (self.colour and r["grayscale"] > 0):
             out = self._colour(out, g)
@@ -308,31 +317,18 @@ class Augmenter:
         b, c, height, width = x.shape
         device, r = x.device, self.recipe
         box = self.crop_boxes(b, height, width, scale, g, device)
-        half_w, half_h = box[:, 2] / 2, box[:, 3] / 2
-        cx = box[:, 0] + half_w - width / 2
-        cy = box[:, 1] + half_h - height / 2
-        if r["hflip"] > 0:
-            half_w = torch.where(self._coin(b, r["hflip"], g, device), -half_w, half_w)
-        moved = r["rotate"] > 0 or r["translate"] > 0
-        if r["rotate"] > 0:
-            angle = self._uniform(b, -r["rotate"], r["rotate"], g, device).deg2rad_()
-            cos, sin = angle.cos(), angle.sin()
-        else:
-            cos, sin = torch.ones_like(cx), torch.zeros_like(cx)
+        flip = self._coin(b, r["hflip"], g, device) if r["hflip"] > 0 else None
+        angle = self._uniform(b, -r["rotate"], r["rotate"], g, device).deg2rad_() if r["rotate"] > 0 else None
+        shift = None
         if r["translate"] > 0:
-            tx = self._uniform(b, -r["translate"], r["translate"], g, device) * width
-            ty = self._uniform(b, -r["translate"], r["translate"], g, device) * height
-            cx, cy = cx - tx, cy - ty
-        sx, sy = 2.0 / width, 2.0 / height
-        theta = torch.stack([
-            torch.stack([sx * cos * half_w, sx * sin * half_h, sx * (cos * cx + sin * cy)], dim=1),
-            torch.stack([-sy * sin * half_w, sy * cos * half_h, sy * (-sin * cx + cos * cy)], dim=1),
-        ], dim=1)
-        grid = F.affine_grid(theta, [b, c, size, size], align_corners=False)
+            shift = self._uniform(2 * b, -r["translate"], r["translate"], g, device).view(b, 2)
+            shift = shift * torch.tensor([width, height], device=device, dtype=shift.dtype)
+        theta = affine_theta(box, height, width, flip=flip, angle=angle, shift=shift)
+        grid = affine_grid(theta, size)
         # 'border' so an upsampled crop touching the edge replicates the edge pixels, as a
         # resize does, instead of fading into zeros over its outer half-pixel ...
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        if moved:
+        if angle is not None or shift is not None:
             # ... while points that rotation or translation carry off the image read black,
             # RandomAffine's fill=0.
             inside = (grid.abs() <= 1).all(dim=-1).unsqueeze(1)
@@ -379,15 +375,15 @@ class Augmenter:
                 offset = ((1 - f) * pivot.view(b)).view(b, 1, 1)
                 matrix = f.view(b, 1, 1) * matrix
             if self.colour and (r["saturation"] > 0 or r["hue"] > 0):
-                sat = factors(r["saturation"]) if r["saturation"] > 0 else torch.ones(b, device=device)
+                sat = factors(r["saturation"]) if r["saturation"] > 0 else torch.ones(b, device=device, dtype=x.dtype)
                 if r["hue"] > 0:
                     turn = self._uniform(b, -r["hue"], r["hue"], g, device)
                     # −2π·turn: YIQ's chroma angle runs against HSV's hue, and torchvision
                     # shifts the HSV hue (red → yellow for positive shifts).
                     angle = torch.where(apply, turn, torch.zeros_like(turn)) * (-2 * math.pi)
                 else:
-                    angle = torch.zeros(b, device=device)
-                chroma = _yiq_chroma_matrix(sat, angle, x.dtype)
+                    angle = torch.zeros(b, device=device, dtype=x.dtype)
+                chroma = _yiq_chroma_matrix(sat, angle)
                 chroma = torch.where(apply.view(b, 1, 1), chroma, eye)  # exact identity when not jittered
                 matrix = chroma @ matrix
         if self.colour and r["grayscale"] > 0:
@@ -395,21 +391,17 @@ class Augmenter:
             to_gray = _luma_weights(3, x).view(1, 3).expand(3, 3)  # each output channel = the luma
             matrix = torch.where(gray.view(b, 1, 1), to_gray @ matrix, matrix)
             # The contrast offset is a grey (equal in R, G, B) and grey stays grey: no change.
-        flat = x.view(b, c, -1)
-        if offset is None:
-            out = torch.bmm(matrix.contiguous(), flat)
-        else:
-            out = torch.baddbmm(offset, matrix.contiguous(), flat)
+        out = torch.bmm(matrix.contiguous(), x.view(b, c, -1))
+        if offset is not None:
+            out = out.add_(offset)  # (baddbmm would first copy the broadcast offset into a full tensor)
         return out.view_as(x).clamp_(0.0, 1.0)
 
     def _blur(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Gaussian blur with probability ``blur``, σ uniform in ``blur_sigma`` pixels of the view.
 
         MoCo v2 and SwAV: p 0.5, σ ∈ [0.1, 2]. Separable, with a kernel per sample of radius
-        ⌈3 σ_max⌉, edges reflected as torchvision's GaussianBlur does. Each 1-D pass is a
-        per-sample s×s band matrix with the reflection folded in, so the blur is two batched
-        matmuls (no padding copy; on the CPU 1.5–2× faster than a depthwise conv with
-        groups = B·C). Only the samples drawn for blurring are computed.
+        ⌈3 σ_max⌉, edges reflected as torchvision's GaussianBlur does. Only the samples drawn
+        for blurring are computed (``nonzero``: a device sync on CUDA, cheap beside the work).
         """
         b, c, height, width = x.shape
         device, r = x.device, self.recipe
@@ -423,13 +415,27 @@ class Augmenter:
         d = torch.arange(-rad, rad + 1, device=device, dtype=x.dtype)
         kernel = torch.exp(-(d.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
         kernel = kernel / kernel.sum(dim=1, keepdim=True)
-        rows = kernel @ self._fold(height, device, x.dtype)  # (n, H·H): row i weighs input row j
-        rows = rows.view(-1, height, height)
-        cols = rows if width == height else (kernel @ self._fold(width, device, x.dtype)).view(-1, width, width)
         sub = x.index_select(0, chosen)
-        sub = torch.matmul(rows.unsqueeze(1), sub)  # vertical pass, per channel
-        sub = torch.bmm(sub.view(-1, c * height, width), cols.transpose(1, 2))  # horizontal pass
-        return x.index_copy_(0, chosen, sub.view(-1, c, height, width))
+        if max(height, width) <= BLUR_MATMUL_MAX_SIDE or rad >= min(height, width):
+            sub = self._blur_matmul(sub, kernel)
+        else:
+            sub = _blur_conv(sub, kernel)
+        return x.index_copy_(0, chosen, sub)
+
+    def _blur_matmul(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """Separable blur of n×C×H×W by per-sample 1-D kernels (n×K) as two batched matmuls.
+
+        Each pass is a per-sample band matrix with the reflection folded in (so also radii
+        beyond the image side work): no padded copy, and at CIFAR / MNIST sizes faster on
+        the CPU than a depthwise conv with groups = n·C. The dense band matrix costs O(side)
+        per pixel, hence the conv beyond BLUR_MATMUL_MAX_SIDE.
+        """
+        n, c, height, width = x.shape
+        rows = (kernel @ self._fold(height, x.device, x.dtype)).view(n, height, height)  # row i weighs input row j
+        cols = rows if width == height else (kernel @ self._fold(width, x.device, x.dtype)).view(n, width, width)
+        x = torch.matmul(rows.unsqueeze(1), x)  # vertical pass, per channel
+        x = torch.bmm(x.view(n, c * height, width), cols.transpose(1, 2))  # horizontal pass
+        return x.view(n, c, height, width)
 
     def _fold(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """(2r+1)×(n·n) 0/1: tap t of output i reads input mirror(i + t − r) (reflect padding, folded)."""
@@ -450,7 +456,7 @@ class Augmenter:
         return cached
 
     def _solarize(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """Solarize with probability ``solarize`` (BYOL, SwAV-style recipes): pixels ≥ threshold become 1 − pixel."""
+        """Solarize with probability ``solarize`` (BYOL, DINO): pixels ≥ threshold become 1 − pixel."""
         b = x.shape[0]
         apply = self._coin(b, self.recipe["solarize"], g, x.device)
         threshold = torch.full((b,), float(self.recipe["solarize_threshold"]), device=x.device, dtype=x.dtype)
@@ -458,8 +464,86 @@ class Augmenter:
         return torch.where(x >= threshold, 1.0 - x, x)
 
 
-# YIQ (FCC NTSC): Y is the ITU-R 601 luma; I and Q rows sum to 0, so greys have no chroma.
+def _blur_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Separable blur of n×C×H×W by per-sample 1-D kernels (n×K): reflect padding, two depthwise convs (groups = n·C)."""
+    n, c, height, width = x.shape
+    k = kernel.shape[1]
+    rad = k // 2
+    weights = kernel.repeat_interleave(c, dim=0)  # one kernel per (sample, channel) group
+    padded = F.pad(x, (rad, rad, rad, rad), mode="reflect").view(1, n * c, height + 2 * rad, width + 2 * rad)
+    out = F.conv2d(padded, weights.view(n * c, 1, 1, k), groups=n * c)
+    out = F.conv2d(out, weights.view(n * c, 1, k, 1), groups=n * c)
+    return out.view(n, c, height, width)
+
+
+def affine_theta(
+    box: torch.Tensor,
+    height: int,
+    width: int,
+    flip: torch.Tensor | None = None,
+    angle: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """B×2×3 affine_grid matrices for crop boxes B×4 ``(x0, y0, w, h)`` in pixels of an H×W image.
+
+    ``flip`` (B bools) mirrors the view; ``angle`` (B, radians) rotates the image about its
+    centre and ``shift`` (B×2, pixels, (x, y)) then moves it, before the box is cut out.
+    Positive angles turn the image clockwise as displayed (y runs down), as torchvision's
+    rotate does for negative angles; the recipe draws ±rotate, so only the range matters.
+    See ``Augmenter._geometry`` for the derivation.
+    """
+    half_w, half_h = box[:, 2] / 2, box[:, 3] / 2
+    cx = box[:, 0] + half_w - width / 2  # box centre, in pixels from the image centre
+    cy = box[:, 1] + half_h - height / 2
+    if flip is not None:
+        half_w = torch.where(flip, -half_w, half_w)
+    if shift is not None:
+        cx, cy = cx - shift[:, 0], cy - shift[:, 1]
+    if angle is not None:
+        cos, sin = angle.cos(), angle.sin()
+    else:
+        cos, sin = torch.ones_like(cx), torch.zeros_like(cx)
+    sx, sy = 2.0 / width, 2.0 / height
+    return torch.stack([
+        torch.stack([sx * cos * half_w, sx * sin * half_h, sx * (cos * cx + sin * cy)], dim=1),
+        torch.stack([-sy * sin * half_w, sy * cos * half_h, sy * (-sin * cx + cos * cy)], dim=1),
+    ], dim=1)
+
+
+def affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
+    """``F.affine_grid(theta, [B, C, size, size], align_corners=False)``, built by broadcasting.
+
+    Same values (to float rounding), 3× faster on the CPU: F.affine_grid materialises a
+    B×size×size×3 base grid and multiplies it in a bmm with inner dimension 3, which took
+    about 30 % of a whole MoCo v2 augmentation call. Here x and y contributions are
+    computed per column and per row and added once.
+    """
+    base = (torch.arange(size, device=theta.device, dtype=theta.dtype) * 2 + 1) / size - 1  # pixel centres
+    t = theta.transpose(1, 2)  # B×3×2: x column, y column, offset
+    along_x = base.view(1, size, 1) * t[:, 0:1, :]  # B×W×2
+    along_y = torch.addcmul(t[:, 2:3, :], base.view(1, size, 1), t[:, 1:2, :])  # B×H×2
+    return along_y.unsqueeze(2) + along_x.unsqueeze(1)  # B×H×W×2, last dim (x, y)
+
+
+# YIQ (FCC NTSC): Y is the ITU-R 601 luma; the I and Q rows sum to 0, so greys have no chroma.
 _YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
+def _chroma_basis() -> tuple[tuple[tuple[float, ...], ...], ...]:
+    """Three RGB 3×3 matrices L, C, S with RGB←YIQ · diag(1, s·R(a)) · YIQ←RGB = L + s·cos a·C + s·sin a·S.
+
+    Splitting the YIQ round trip into constant parts lets the per-sample matrices be built
+    with two multiply-adds on the device, in its own dtype (no float64 or matrix inverse there).
+    """
+    yiq = torch.tensor(_YIQ, dtype=torch.float64)
+    rgb = torch.linalg.inv(yiq)
+    luma = torch.outer(rgb[:, 0], yiq[0])
+    cos = torch.outer(rgb[:, 1], yiq[1]) + torch.outer(rgb[:, 2], yiq[2])
+    sin = torch.outer(rgb[:, 2], yiq[1]) - torch.outer(rgb[:, 1], yiq[2])
+    return tuple(tuple(tuple(row) for row in m.tolist()) for m in (luma, cos, sin))
+
+
+_CHROMA_BASIS = _chroma_basis()
 
 
 def _luma_weights(c: int, like: torch.Tensor) -> torch.Tensor:
@@ -469,18 +553,12 @@ def _luma_weights(c: int, like: torch.Tensor) -> torch.Tensor:
     return torch.full((c,), 1.0 / c, dtype=like.dtype, device=like.device)
 
 
-def _yiq_chroma_matrix(saturation: torch.Tensor, angle: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _yiq_chroma_matrix(saturation: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """B×3×3 RGB matrices that scale YIQ chroma by ``saturation`` and rotate it by ``angle`` (radians)."""
-    yiq = torch.tensor(_YIQ, dtype=torch.float64, device=angle.device)
-    rgb = torch.linalg.inv(yiq)
-    b = angle.shape[0]
-    cos, sin = angle.double().cos(), angle.double().sin()
-    s = saturation.double()
-    mid = torch.zeros(b, 3, 3, dtype=torch.float64, device=angle.device)
-    mid[:, 0, 0] = 1.0
-    mid[:, 1, 1], mid[:, 1, 2] = s * cos, -s * sin
-    mid[:, 2, 1], mid[:, 2, 2] = s * sin, s * cos
-    return (rgb @ mid @ yiq).to(dtype)
+    luma, cos, sin = (torch.tensor(m, dtype=angle.dtype, device=angle.device) for m in _CHROMA_BASIS)
+    a = (saturation * angle.cos()).view(-1, 1, 1)
+    b = (saturation * angle.sin()).view(-1, 1, 1)
+    return luma + a * cos + b * sin
 
 
 def view_sizes(augmenter: Augmenter) -> list[int]:

@@ -6,6 +6,7 @@ precision, DDP, checkpoints, evaluation, logging):
 
 - ``setup(backbone, shape)``: build the networks and buffers as one ``nn.Module``;
 - ``training_step(batch)``: the loss on one batch of views, ``{"loss": ..., **logged}``;
+- ``check_batch(per_rank)``: reject a batch size the method cannot use, before training;
 - ``on_epoch_start(ctx)``: per-epoch work such as an E-step (k-means, prototype updates);
 - ``before_optimizer_step(step)``: e.g. zero the gradients of frozen prototypes;
 - ``embed(x)``: the features the final clusters are found in (eval mode, no gradient);
@@ -84,6 +85,9 @@ class DeepMethod(Method):
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def check_batch(self, per_rank: int) -> None:
+        """Reject a per-device batch size the method cannot use, before any training."""
+
     def on_epoch_start(self, ctx: EpochContext) -> None:
         """Per-epoch work before the first step (an E-step); nothing by default."""
 
@@ -113,7 +117,7 @@ class DeepMethod(Method):
         from clusterbench.engine import train
 
         if not any(p.requires_grad for p in ctx.backbone.parameters()):
-            raise ConfigError("backbone", f"backbone={getattr(ctx.backbone, 'name', type(ctx.backbone).__name__)} has nothing to train; "
+            raise ConfigError("backbone", f"{getattr(ctx.backbone, 'name', type(ctx.backbone).__name__)} has nothing to train; "
                               "choose a learned one (convnet, strided, resnet18, resnet34, resnet50, mlp)")
         return train(self, data, ctx)
 

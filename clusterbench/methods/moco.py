@@ -86,6 +86,10 @@ class MoCo(DeepMethod):
         self.shuffle_gen.manual_seed(self.seed)
         return net
 
+    def check_batch(self, per_rank: int) -> None:
+        if per_rank % self.split_bn:
+            raise ConfigError("method.split_bn", f"{self.split_bn} splits do not divide the per-device batch of {per_rank}; use a divisor of it")
+
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         net: MoCoNet = self.model  # type: ignore[assignment]
         x_q, x_k = batch.views[0], batch.views[1]
