@@ -14,7 +14,7 @@ RESULT_KEYS = {"nmi", "acc", "ari", "purity", "n_samples", "n_clusters", "method
 
 
 def test_default_run_writes_metrics_assignments_and_hydra_configs(run_cli):
-    r = run_cli("method=kmeans", "method=kmeans")
+    r = run_cli("method=kmeans")
     assert r.code == 0, r.err
     m = r.metrics()
     assert RESULT_KEYS <= set(m)
@@ -125,13 +125,13 @@ def test_gpu_requested_without_one_is_a_clear_error(run_cli):
 
 def test_multirun_goes_on_past_a_failing_job_and_exits_nonzero(run_cli, tmp_path, monkeypatch):
     sweep = tmp_path / "sweep"
-    r = run_cli("method=kmeans", "-m", "method.num_clusters=2,1", f"hydra.sweep.dir={sweep}")
+    r = run_cli("-m", "method=kmeans", "method.num_clusters=2,1", f"hydra.sweep.dir={sweep}")
     assert r.code == 1
-    ok = json.loads((sweep / "method.num_clusters=2" / "metrics.json").read_text())
+    ok = json.loads((sweep / "method.num_clusters=2,method=kmeans" / "metrics.json").read_text())
     assert ok["n_clusters"] == 2
-    failed = json.loads((sweep / "method.num_clusters=1" / "error.json").read_text())
+    failed = json.loads((sweep / "method.num_clusters=1,method=kmeans" / "error.json").read_text())
     assert failed["status"] == "failed" and "method.num_clusters" in failed["error"]
-    assert not (sweep / "method.num_clusters=1" / "metrics.json").exists()
+    assert not (sweep / "method.num_clusters=1,method=kmeans" / "metrics.json").exists()
 
 
 def test_python_dash_m_entry_point(tmp_path):

@@ -17,9 +17,9 @@ def test_rerunning_a_sweep_skips_finished_jobs_and_retries_failed_ones(run_cli, 
     sweep = tmp_path / "sweep"
     args = ("-m", "method=kmeans", "dataset=synthetic", "method.num_clusters=3,1", "plots.enabled=false", f"hydra.sweep.dir={sweep}")
     assert run_cli(*args).code == 1
-    done = sweep / "dataset=synthetic,method.num_clusters=3"
+    done = sweep / "dataset=synthetic,method.num_clusters=3,method=kmeans"
     first = json.loads((done / "metrics.json").read_text())
-    assert first["seed"] == 0 and first["overrides"] == ["dataset=synthetic", "method.num_clusters=3", "plots.enabled=False"]  # as Hydra writes it
+    assert first["seed"] == 0 and first["overrides"] == ["method=kmeans", "dataset=synthetic", "method.num_clusters=3", "plots.enabled=False"]  # as Hydra writes it
     again = run_cli(*args)
     assert again.code == 1  # the failing job is tried again and fails again
     assert f"skip: {done} already holds this finished run" in again.out
@@ -31,9 +31,9 @@ def test_rerunning_a_sweep_skips_finished_jobs_and_retries_failed_ones(run_cli, 
 
 def test_a_changed_config_in_the_same_folder_is_not_skipped(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli("method=kmeans", "-m", "dataset=synthetic", "seed=0", "plots.enabled=false", f"hydra.sweep.dir={sweep}")
+    run_cli("-m", "method=kmeans", "dataset=synthetic", "seed=0", "plots.enabled=false", f"hydra.sweep.dir={sweep}")
     # same folder name (plots.* is excluded from it) but a different computation: must run
-    r = run_cli("method=kmeans", "-m", "dataset=synthetic", "seed=0", "plots.enabled=false", "dataset.noise=0.3", f"hydra.sweep.dir={sweep}")
+    r = run_cli("-m", "method=kmeans", "dataset=synthetic", "seed=0", "plots.enabled=false", "dataset.noise=0.3", f"hydra.sweep.dir={sweep}")
     assert "skip:" not in r.out
 
 
@@ -51,11 +51,11 @@ def test_runs_are_appended_to_the_store(run_cli, tmp_path):
 def test_joblib_launcher_runs_a_local_parallel_sweep(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "clusterbench", "method=kmeans", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "dataset=synthetic",
+    cmd = [sys.executable, "-m", "clusterbench", "-m", "method=kmeans", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "dataset=synthetic",
            "seed=0,1", "plots.enabled=false", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.parent.name for p in sweep.glob("*/metrics.json")) == ["dataset=synthetic,seed=0", "dataset=synthetic,seed=1"]
+    assert sorted(p.parent.name for p in sweep.glob("*/metrics.json")) == ["dataset=synthetic,method=kmeans,seed=0", "dataset=synthetic,method=kmeans,seed=1"]
 
 
 def test_suite_file_is_type_checked(tmp_path):
