@@ -3,9 +3,10 @@
 One step is forward + backward + an SGD update on random data (fp32, eager; ``--compile``
 adds torch.compile rows), with torch's intra-op threads set to the core count. No data
 loading, no augmentation, no loss beyond a mean of squares: the ceiling a training loop can
-approach. A 2048² fp32 matmul is timed in the same process as the machine's baseline, and each
-row's achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode) is given as a share of it, so
-figures from different machines compare.
+approach. A 2048² fp32 matmul is timed in the same process (before and after each model, best
+kept) as the machine's baseline, and each row's achieved GFLOP/s (FLOPs counted by torch's
+FlopCounterMode) is given as a share of it, so figures from different machines compare. The
+table is printed at the end, once the baseline is known; progress goes to stderr.
 
     python benchmarks/backbone_speed.py [--steps N] [--repeats 3] [--compile] [--models convnet strided resnet18]
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -129,13 +131,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    baseline = matmul_gflops()
-    print(f"torch {torch.__version__}, {args.threads} threads; matmul 2048² fp32: {baseline:.1f} GFLOP/s\n")
-    print("| backbone | batch | mode | img/s | ratio to contiguous | GFLOP/s | % of matmul |")
-    print("|---|---|---|---|---|---|---|")
+    # The matmul baseline is re-measured between the models and its best is kept: other
+    # processes on the machine slow one measurement down now and then, never speed one up.
+    matmul = [matmul_gflops()]
     modes = [("contiguous", False, False), ("channels_last", True, False)]
     if args.compile:
         modes += [("compiled contiguous", False, True), ("compiled channels_last", True, True)]
+    rows: list[tuple[str, str, str, float, float]] = []  # backbone, batch, mode, img/s, FLOPs/img
     for key in args.models:
         case = CASES[key]
         steps = args.steps or case.steps
@@ -154,17 +156,20 @@ def main() -> None:
             for mode, channels_last, _ in modes:
                 rate = bare_step_throughput(models[mode], case.batch_shape, steps, channels_last, warmup=1 if r == 0 else 0)
                 best[mode] = max(best[mode], rate)
+        matmul.append(matmul_gflops())
         shape = "×".join(map(str, case.batch_shape))
-        for mode, _, _ in modes:
-            gflops = best[mode] * flops / 1e9
-            print(
-                f"| {case.name} | {shape} | {mode} | {best[mode]:,.0f} | {best[mode] / best['contiguous']:.2f} "
-                f"| {gflops:.1f} | {100 * gflops / baseline:.0f}% |",
-                flush=True,
-            )
-    # The machine's speed at the end too: a large gap to the start means other processes
-    # competed for the cores during the run, and the ratios above are noisier than usual.
-    print(f"\nmatmul 2048² fp32 at the end: {matmul_gflops():.1f} GFLOP/s (start: {baseline:.1f})")
+        rows += [(case.name, shape, mode, best[mode], flops) for mode, _, _ in modes]
+        print(f"{case.name}: done", file=sys.stderr, flush=True)
+
+    baseline = max(matmul)
+    print(f"torch {torch.__version__}, {args.threads} threads; matmul 2048² fp32: {baseline:.1f} GFLOP/s "
+          f"(best of {len(matmul)}; worst {min(matmul):.1f}: a large gap means other processes competed for the cores)\n")
+    print("| backbone | batch | mode | img/s | ratio to contiguous | GFLOP/s | % of matmul |")
+    print("|---|---|---|---|---|---|---|")
+    contiguous = {name: rate for name, _, mode, rate, _ in rows if mode == "contiguous"}
+    for name, shape, mode, rate, flops in rows:
+        gflops = rate * flops / 1e9
+        print(f"| {name} | {shape} | {mode} | {rate:,.0f} | {rate / contiguous[name]:.2f} | {gflops:.1f} | {100 * gflops / baseline:.0f}% |")
 
 
 if __name__ == "__main__":

@@ -80,7 +80,9 @@ class MoCo(DeepMethod):
         self.shuffle_gen = torch.Generator()  # the key batch's shuffle; seeded in setup, the same on every rank
 
     def setup(self, backbone: nn.Module, shape: InputShape) -> nn.Module:
-        head = projection_head(backbone.out_dim, self.head_hidden, self.feature_dim, num_layers=self.head_layers)
+        # MoCo v2's head: Linear → ReLU → Linear, no BatchNorm
+        head = projection_head(backbone.out_dim, self.head_hidden, self.feature_dim, num_layers=self.head_layers, batch_norm=False,
+                               keys={"hidden_dim": "method.head_hidden", "out_dim": "method.feature_dim", "num_layers": "method.head_layers"})
         # split-BN in both encoders (the keys are shuffled between the splits), as in the CIFAR demo
         net = MoCoNet(convert_split_bn(backbone, self.split_bn), convert_split_bn(head, self.split_bn), FeatureQueue(self.queue_size, self.feature_dim))
         self.shuffle_gen.manual_seed(self.seed)
