@@ -153,6 +153,7 @@ class MoCoConfig(DeepMethodConfig):
     feature_dim: int = 128  # output of the projection head
     head_layers: int = 2  # 1: linear (v1); 2: MLP (v2)
     head_hidden: int = 512
+    head_batch_norm: bool = False  # BatchNorm in the head (SimCLR's); MoCo v2's has none
     symmetric: bool = False  # also contrast (k, q): the CIFAR demo's option
     split_bn: int = 1  # BN statistics over this many sub-batches on one device (1: off)
     shuffle_bn: bool = True  # under DDP: shuffle keys across ranks before the key encoder

@@ -63,6 +63,7 @@ class MoCo(DeepMethod):
         feature_dim: int = 128,
         head_layers: int = 2,
         head_hidden: int = 512,
+        head_batch_norm: bool = False,
         symmetric: bool = False,
         split_bn: int = 1,
         shuffle_bn: bool = True,
@@ -75,13 +76,13 @@ class MoCo(DeepMethod):
         if not 0.0 <= momentum < 1.0:
             raise ConfigError("method.momentum", f"{momentum} is outside [0, 1); MoCo uses 0.99–0.999")
         self.queue_size, self.momentum, self.temperature = queue_size, momentum, temperature
-        self.feature_dim, self.head_layers, self.head_hidden = feature_dim, head_layers, head_hidden
+        self.feature_dim, self.head_layers, self.head_hidden, self.head_batch_norm = feature_dim, head_layers, head_hidden, head_batch_norm
         self.symmetric, self.split_bn, self.shuffle_bn = symmetric, split_bn, shuffle_bn
         self.shuffle_gen = torch.Generator()  # the key batch's shuffle; seeded in setup, the same on every rank
 
     def setup(self, backbone: nn.Module, shape: InputShape) -> nn.Module:
-        # MoCo v2's head: Linear → ReLU → Linear, no BatchNorm
-        head = projection_head(backbone.out_dim, self.head_hidden, self.feature_dim, num_layers=self.head_layers, batch_norm=False,
+        # MoCo v2's head is Linear → ReLU → Linear, no BatchNorm (head_batch_norm adds SimCLR's)
+        head = projection_head(backbone.out_dim, self.head_hidden, self.feature_dim, num_layers=self.head_layers, batch_norm=self.head_batch_norm,
                                keys={"hidden_dim": "method.head_hidden", "out_dim": "method.feature_dim", "num_layers": "method.head_layers"})
         # split-BN in both encoders (the keys are shuffled between the splits), as in the CIFAR demo
         net = MoCoNet(convert_split_bn(backbone, self.split_bn), convert_split_bn(head, self.split_bn), FeatureQueue(self.queue_size, self.feature_dim))
