@@ -157,6 +157,7 @@ class MoCoConfig(DeepMethodConfig):
     symmetric: bool = False  # also contrast (k, q): the CIFAR demo's option
     split_bn: int = 1  # BN statistics over this many sub-batches on one device (1: off)
     shuffle_bn: bool = True  # under DDP: shuffle keys across ranks before the key encoder
+    cluster_on: str = "backbone"  # backbone | head: which features the final k-means sees
 
 
 @dataclass

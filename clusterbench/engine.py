@@ -164,7 +164,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         return embed_dataset(fn, images, mean, std, cfg.embed_batch_size, dist, cfg.channels_last)
 
     def evaluate_now() -> tuple[dict[str, float], np.ndarray, torch.Tensor]:
-        with timer("evaluate"), eval_mode(model):
+        with timer("embed"), eval_mode(model):
             features = embed_all(method.embed)
         ids: np.ndarray = np.zeros(0, dtype=np.int64)
         scores: dict[str, float] = {}

@@ -67,6 +67,7 @@ class MoCo(DeepMethod):
         symmetric: bool = False,
         split_bn: int = 1,
         shuffle_bn: bool = True,
+        cluster_on: str = "backbone",
     ) -> None:
         super().__init__(num_clusters, kmeans_restarts)
         require_positive("method.queue_size", queue_size)
@@ -78,6 +79,9 @@ class MoCo(DeepMethod):
         self.queue_size, self.momentum, self.temperature = queue_size, momentum, temperature
         self.feature_dim, self.head_layers, self.head_hidden, self.head_batch_norm = feature_dim, head_layers, head_hidden, head_batch_norm
         self.symmetric, self.split_bn, self.shuffle_bn = symmetric, split_bn, shuffle_bn
+        if cluster_on not in ("backbone", "head"):
+            raise ConfigError("method.cluster_on", f"'{cluster_on}' is not a feature space; use backbone or head")
+        self.cluster_on = cluster_on
         self.shuffle_gen = torch.Generator()  # the key batch's shuffle; seeded in setup, the same on every rank
 
     def setup(self, backbone: nn.Module, shape: InputShape) -> nn.Module:
@@ -136,6 +140,11 @@ class MoCo(DeepMethod):
             k[perm] = net.key(x[perm]).to(k.dtype)
             return k
         return net.key(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features (the paper's protocol), or the head's normalised output."""
+        net: MoCoNet = self.model  # type: ignore[assignment]
+        return net.backbone(x) if self.cluster_on == "backbone" else net.query(x)
 
     def method_state(self) -> dict[str, Any]:
         return {"shuffle_gen": self.shuffle_gen.get_state()}
