@@ -28,8 +28,10 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     if not any(o.startswith("method=") for o in overrides):
         overrides = ["method=moco", *overrides]
+    if not any(o.startswith("trainer.eval_every=") for o in overrides):
+        overrides = ["trainer.eval_every=1", *overrides]  # the curve against minutes (each evaluation costs budget)
     base = ["dataset=mnist", f"dataset.root={args.root}", f"trainer.max_minutes={args.minutes}", "save_assignments=false",
-            "plots.enabled=false", "trainer.eval_every=1", *overrides]
+            "plots.enabled=false", *overrides]
     print(f"clusterbench {' '.join(base)}\n")
     finals = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -273,7 +273,7 @@ class TrainerConfig:
     grad_clip: Optional[float] = None  # max global gradient norm
     precision: Precision = Precision.fp32
     compile: bool = False  # torch.compile the model's sub-modules
-    channels_last: bool = False
+    channels_last: bool = True
     embed_batch_size: int = 1024  # images per forward when embedding the dataset
 
 
