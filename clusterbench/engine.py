@@ -19,6 +19,7 @@ share of the batch.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import time
@@ -79,6 +80,8 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     timings: dict[str, float] = {}
     timer = Timer(timings)
     check_trainer(cfg, dist, device)
+    if ctx.sync_bn and device.type != "cuda":
+        raise ConfigError("hardware.sync_bn", "SyncBatchNorm runs on GPUs only; set hardware.sync_bn=false on the CPU")
     k = method.clusters_for(data)
 
     # 1. data on the device, views made there
@@ -340,6 +343,4 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 
 def write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
     """metrics.jsonl: one line per epoch, rewritten whole (atomically) so a kill never tears a line."""
-    import json
-
     atomic_write_bytes(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history).encode())

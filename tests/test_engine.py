@@ -131,7 +131,8 @@ def test_the_wall_clock_budget_stops_cleanly_then_evaluates(tmp_path):
 
 @pytest.mark.parametrize("override,key", [("trainer.batch_size=0", "trainer.batch_size"), ("trainer.batch_size=4096", "trainer.batch_size"),
                                           ("trainer.precision=fp16", "trainer.precision"), ("method.momentum=1.5", "method.momentum"),
-                                          ("trainer.max_minutes=-1", "trainer.max_minutes"), ("method.split_bn=3", "method.split_bn")])
+                                          ("trainer.max_minutes=-1", "trainer.max_minutes"), ("method.split_bn=3", "method.split_bn"),
+                                          ("hardware.sync_bn=true", "hardware.sync_bn"), ("method.cluster_on=pixels", "method.cluster_on")])
 def test_impossible_trainer_values_are_one_line_errors(run_cli, override, key):
     r = run_cli(*TINY, "trainer.epochs=1", override)
     assert r.code == 2 and r.err.startswith(f"error: {key}") and r.err.count("\n") == 1, r.err
