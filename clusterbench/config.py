@@ -193,7 +193,7 @@ class ConvNetConfig(BackboneConfig):
 class StridedConvNetConfig(BackboneConfig):
     """Strided 3×3 conv + BN + ReLU blocks, then global average pooling."""
 
-    widths: list[int] = field(default_factory=lambda: [32, 64, 128])
+    widths: Optional[list[int]] = None  # null: one stage per halving down to 2 px (auto_widths)
 
 
 @dataclass

@@ -31,7 +31,7 @@ def one_thread():
 
 BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "convnet": ConvNet,
-    "strided": StridedConvNet,
+    "strided": lambda c, s: StridedConvNet(c, s, widths=[32, 64, 128]),
     "mlp": lambda c, s: MLP(c, s, hidden=[64, 32]),  # small: the default's 2000-wide layer is slow to init
     "mlp_bn": lambda c, s: MLP(c, s, hidden=[64, 32], batch_norm=True),
     "resnet18": lambda c, s: ResNet(c, s, depth=18),
@@ -164,8 +164,16 @@ def test_convnet_padding_and_fc_size_follow_image_size():
 def test_strided_first_stride_depends_on_image_size():
     assert StridedConvNet(1, 8).features[0].stride == (1, 1)
     assert StridedConvNet(1, 8).final_size == 2  # 8 → 8 → 4 → 2
-    assert StridedConvNet(1, 28).features[0].stride == (2, 2)
-    assert StridedConvNet(1, 28).final_size == 4  # 28 → 14 → 7 → 4
+    assert StridedConvNet(1, 28, widths=[32, 64, 128]).features[0].stride == (2, 2)
+    assert StridedConvNet(1, 28, widths=[32, 64, 128]).final_size == 4  # 28 → 14 → 7 → 4
+
+
+@pytest.mark.parametrize("size,widths,final", [(8, [32, 64, 128], 2), (28, [32, 64, 128, 256], 2), (32, [32, 64, 128, 256], 2),
+                                               (96, [32, 64, 128, 256, 256, 256], 2), (3, [32, 64], 2), (2, [32], 2)])
+def test_strided_widths_default_to_one_stage_per_halving(size, widths, final):
+    net = StridedConvNet(1, size)
+    assert [m.out_channels for m in net.features if isinstance(m, nn.Conv2d)] == widths
+    assert net.final_size == final and net.out_dim == widths[-1]
 
 
 def test_mlp_layers():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -68,6 +68,23 @@ class ConvNet(nn.Module):
         return torch.relu(self.fc(self.features(x).flatten(1)))
 
 
+def auto_widths(image_size: int, first: int = 32, cap: int = 256) -> list[int]:
+    """Stage widths for ``image_size``: 32, 64, ... (at most ``cap``), one per halving down to 2 px.
+
+    Why: with too few stages the receptive field is a fraction of the image and average
+    pooling makes a bag of local strokes — on 28-px MNIST the 3-stage net's 15-px field gave
+    MoCo 31% clustering ACC, the 4-stage one 68% (benchmarks/deep_mnist.py). 8 px (digits):
+    [32, 64, 128] (a stride-1 stage first); 28 and 32 px: [32, 64, 128, 256].
+    """
+    size, widths = image_size, []
+    if image_size <= STRIDED_FIRST_STRIDE1_UP_TO:
+        widths.append(first)  # the stride-1 stage keeps the size
+    while size > 2 or not widths:
+        size = (size - 1) // 2 + 1
+        widths.append(min(first * 2 ** len(widths), cap))
+    return widths
+
+
 class StridedConvNet(nn.Module):
     """Per width a 3×3 conv (stride 2, padding 1) + BatchNorm + ReLU, then global average pooling.
 
@@ -75,6 +92,9 @@ class StridedConvNet(nn.Module):
     three stride-2 stages would leave a 1×1 map (8 → 4 → 2 → 1), i.e. the last conv would see
     nothing but padding around one pixel; with stride 1 first it is 8 → 4 → 2. Larger images
     (MNIST, CIFAR, STL) afford halving from the start, which keeps the cost low.
+
+    ``widths=None`` sizes the net to the image (``auto_widths``): stages until the map is 2 px,
+    so the last stage's receptive field covers the whole image before the pooling.
     """
 
     def __init__(
@@ -82,11 +102,11 @@ class StridedConvNet(nn.Module):
         in_channels: int = 1,
         image_size: int = 28,
         name: str = "strided",
-        widths: Sequence[int] = (32, 64, 128),
+        widths: Optional[Sequence[int]] = None,
     ) -> None:
         super().__init__()
         in_channels, image_size = check_input(in_channels, image_size)
-        widths = check_int_list("backbone.widths", widths)
+        widths = auto_widths(image_size) if widths is None else check_int_list("backbone.widths", widths)
         self.name, self.in_channels, self.image_size = name, in_channels, image_size
         layers: list[nn.Module] = []
         size, c_in = image_size, in_channels
