@@ -35,12 +35,16 @@ CASES = {
 }
 
 
-def moco_throughput(overrides: list[str], shape: tuple[int, int, int], batch: int, steps: int, channels_last: bool) -> tuple[float, dict[str, float]]:
-    """Images/s of MoCo's steps in the real engine (one untimed warm-up epoch first), and phase seconds per step."""
+def composed(overrides: list[str]):  # noqa: ANN201 — a DictConfig
     register_schemas()
     with initialize_config_module(config_module="clusterbench.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[*overrides, f"trainer.batch_size={batch}", "trainer.epochs=2", "trainer.eval_every=0",
-                                                        "trainer.checkpoint_every=0", f"trainer.channels_last={channels_last}"])
+        return compose(config_name="config", overrides=overrides)
+
+
+def moco_throughput(overrides: list[str], shape: tuple[int, int, int], batch: int, steps: int, channels_last: bool) -> tuple[float, dict[str, float]]:
+    """Images/s of MoCo's steps in the real engine (one untimed warm-up epoch first), and phase seconds per step."""
+    cfg = composed([*overrides, f"trainer.batch_size={batch}", "trainer.epochs=2", "trainer.eval_every=0",
+                    "trainer.checkpoint_every=0", f"trainer.channels_last={channels_last}"])
     n = batch * steps
     gen = torch.Generator().manual_seed(0)
     data = ImageDataset("random", torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=gen), torch.arange(n) % 10,
@@ -66,10 +70,8 @@ def main() -> None:
     for name in args.cases:
         overrides, shape, batch = CASES[name]
         steps = max(2, args.steps // 4) if name == "cifar" else args.steps
+        cfg = composed(overrides)
         for channels_last in (False, True):
-            register_schemas()
-            with initialize_config_module(config_module="clusterbench.conf", version_base="1.3"):
-                cfg = compose(config_name="config", overrides=overrides)
             backbone = instantiate(cfg.backbone, in_channels=shape[0], image_size=shape[1])
             bare = bare_step_throughput(copy.deepcopy(backbone), (batch, *shape), steps, channels_last)
             moco, phases = moco_throughput(overrides, shape, batch, steps, channels_last)
