@@ -100,6 +100,14 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def broadcast_(x: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """In place: every rank gets rank ``src``'s ``x`` (same shape and dtype on each); returns ``x``.
+    For results computed once and shared, such as an E-step's k-means."""
+    if _active():
+        dist.broadcast(x, src=src)
+    return x
+
+
 def any_true(flag: bool, device: torch.device) -> bool:
     """True on every rank when ``flag`` is true on any: ranks must stop together, or they deadlock."""
     if not _active():

@@ -164,18 +164,22 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
             })
 
     def embed_all(fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        return embed_dataset(fn, images, mean, std, cfg.embed_batch_size, dist, cfg.channels_last)
+        with eval_mode(model):  # E-steps and evaluation see BatchNorm's running statistics
+            return embed_dataset(fn, images, mean, std, cfg.embed_batch_size, dist, cfg.channels_last)
 
     def evaluate_now() -> tuple[dict[str, float], np.ndarray, torch.Tensor]:
-        with timer("embed"), eval_mode(model):
+        with timer("embed"):
             features = embed_all(method.embed)
         ids: np.ndarray = np.zeros(0, dtype=np.int64)
         scores: dict[str, float] = {}
         if dist.is_main:  # k-means on every rank would give the same answer, slower
             with timer("cluster"):
                 ids, info = method.predict(features, k, ctx.seed)
-            scores = {key: float(v) for key, v in evaluate(data.labels.numpy(), ids[: len(data)]).items() if key in ("nmi", "acc", "ari")}
+            labels = data.labels.numpy()
+            scores = {key: float(v) for key, v in evaluate(labels, ids[: len(data)]).items() if key in ("nmi", "acc", "ari")}
             scores.update({key: v for key, v in info.items() if isinstance(v, (int, float))})
+            for name, other in info.get("alternatives", {}).items():  # e.g. MiCE's gating-only clusters
+                scores.update({f"{name}_{key}": float(v) for key, v in evaluate(labels, np.asarray(other)[: len(data)]).items() if key in ("nmi", "acc", "ari")})
         return scores, ids, features
 
     # 4.–5. the loop
@@ -189,11 +193,14 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
             stopped_early = True
             break
         model.train()
+        t_epoch = time.perf_counter()
         with timer("epoch_start"):
-            method.on_epoch_start(EpochContext(epoch, n, device, ctx.seed, dist, embed_all))
-        order = epoch_order(n, steps_per_epoch * cfg.batch_size, order_gen)
+            estep_log = method.on_epoch_start(EpochContext(epoch, n, device, ctx.seed, dist, embed_all)) or {}
+        estep_s = time.perf_counter() - t_epoch
+        order = method.sample_order(n, steps_per_epoch * cfg.batch_size, order_gen)
         losses = torch.zeros((), device=device)
-        t_epoch, done = time.perf_counter(), 0
+        logged: dict[str, torch.Tensor] = {}  # the step's other outputs, summed over the epoch
+        t_steps, done = time.perf_counter(), 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (ctx.progress and dist.is_main))
         for i in bar:
             lr = learning_rate(max((step + 1) / total_steps, clock.fraction()), cfg.lr, warmup, cfg.schedule, cfg.min_lr)
@@ -224,10 +231,13 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
                 scaler.step(optimizer)
                 scaler.update()
             losses += loss.detach().float()
+            for key, value in out.items():
+                if key != "loss" and isinstance(value, torch.Tensor) and value.numel() == 1:
+                    logged[key] = logged.get(key, 0.0) + value.detach().float()
             step += 1
             done += per_rank * dist.world_size
             if dist.is_main and ctx.progress:
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.3g}", img_s=f"{done / (time.perf_counter() - t_epoch):.0f}", refresh=False)
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.3g}", img_s=f"{done / (time.perf_counter() - t_steps):.0f}", refresh=False)
             if clock.out_of_time:
                 stopped_early = True
                 break
@@ -237,8 +247,12 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
             "epoch": epoch + 1,
             "step": step,
             "loss": float(D.all_reduce_(losses, "mean")) / steps_done,
+            **{key: float(D.all_reduce_(torch.as_tensor(v, device=device), "mean")) / steps_done for key, v in sorted(logged.items())},
+            **{key: float(v) for key, v in estep_log.items()},
             "lr": lr,
-            "images_per_s": done / (time.perf_counter() - t_epoch),
+            "images_per_s": done / (time.perf_counter() - t_steps),
+            "epoch_start_s": estep_s,  # the method's E-step, inside
+            "epoch_s": time.perf_counter() - t_epoch,  # the whole epoch, E-step included
             "elapsed_s": clock.elapsed,
         }
         last = epoch + 1 == cfg.epochs or stopped_early
@@ -266,6 +280,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         "stopped_early": stopped_early,
         "train_minutes": clock.elapsed / 60.0,
         "images_per_s": float(np.mean([r["images_per_s"] for r in history])) if history else 0.0,
+        **{key: v for key, v in scores.items() if key not in ("nmi", "acc", "ari")},  # e.g. gating_acc, inertia
     }
     if stopped_early:
         log.info("trainer.max_minutes=%s reached after %d steps; evaluating", cfg.max_minutes, step)
@@ -299,11 +314,6 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     stride = max(1, len(images) // STATS_SAMPLE)
     x = images[::stride].float().div_(255.0).transpose(0, 1).reshape(images.shape[1], -1)  # C×M
     return x.mean(1).tolist(), x.std(1).clamp_min(1e-3).tolist()
-
-
-def epoch_order(n: int, count: int, gen: torch.Generator) -> torch.Tensor:
-    """A fresh random permutation of the images, cut to ``count`` (whole batches)."""
-    return torch.randperm(n, generator=gen)[:count]
 
 
 @torch.no_grad()

@@ -8,9 +8,12 @@ precision, DDP, checkpoints, evaluation, logging):
 - ``training_step(batch)``: the loss on one batch of views, ``{"loss": ..., **logged}``;
 - ``check_batch(per_rank)``: reject a batch size the method cannot use, before training;
 - ``on_epoch_start(ctx)``: per-epoch work such as an E-step (k-means, prototype updates);
+  may return numbers to log in the epoch's ``metrics.jsonl`` line;
+- ``sample_order(n, count, gen)``: which images the epoch's batches hold (default: a shuffle);
 - ``before_optimizer_step(step)``: e.g. zero the gradients of frozen prototypes;
 - ``embed(x)``: the features the final clusters are found in (eval mode, no gradient);
-- ``predict(features, k, seed)``: cluster ids (default: k-means on L2-normalised features);
+- ``predict(features, k, seed)``: cluster ids (default: k-means on L2-normalised features), and
+  an info dict; ``info["alternatives"] = {name: ids}`` gets scored and logged as ``name_acc``...;
 - ``method_state()`` / ``load_method_state()``: state outside the module's ``state_dict``.
 """
 
@@ -88,8 +91,18 @@ class DeepMethod(Method):
     def check_batch(self, per_rank: int) -> None:
         """Reject a per-device batch size the method cannot use, before any training."""
 
-    def on_epoch_start(self, ctx: EpochContext) -> None:
-        """Per-epoch work before the first step (an E-step); nothing by default."""
+    def on_epoch_start(self, ctx: EpochContext) -> Optional[dict[str, float]]:
+        """Per-epoch work before the first step (an E-step); nothing by default.
+
+        Runs with the model in training mode; ``ctx.embed_all`` switches to evaluation mode
+        inside. Numbers returned are logged in the epoch's line of ``metrics.jsonl``."""
+        return None
+
+    def sample_order(self, num_images: int, count: int, gen: torch.Generator) -> torch.Tensor:
+        """The dataset indices of this epoch's batches, in order, ``count`` of them (whole
+        batches); drawn from ``gen`` (a CPU generator, identical on every rank and restored on
+        resume). Default: a fresh random permutation. DeepCluster samples uniformly over clusters."""
+        return torch.randperm(num_images, generator=gen)[:count]
 
     def before_optimizer_step(self, step: int) -> None:
         """Called after the gradients are ready and before the optimiser uses them."""
