@@ -170,6 +170,26 @@ class AEConfig(DeepMethodConfig):
     augment_input: bool = False  # train on augmented views instead of the plain images
 
 
+@dataclass
+class PCLConfig(MoCoConfig):
+    """PCL (ProtoNCE); owned by clusterbench/methods/pcl.py."""
+
+
+@dataclass
+class SwAVConfig(DeepMethodConfig):
+    """SwAV; owned by clusterbench/methods/swav.py."""
+
+
+@dataclass
+class DeepClusterConfig(DeepMethodConfig):
+    """DeepCluster (v1 and v2); owned by clusterbench/methods/deepcluster.py."""
+
+
+@dataclass
+class MiCEConfig(DeepMethodConfig):
+    """MiCE; owned by clusterbench/methods/mice.py."""
+
+
 # --- backbone -----------------------------------------------------------------------
 # Every backbone is built with the dataset's ``in_channels`` and ``image_size`` as well.
 
@@ -319,6 +339,10 @@ def register_schemas() -> None:
     cs.store(group="schema/method", name="gmm", node=GMMMethodConfig)
     cs.store(group="schema/method", name="moco", node=MoCoConfig)
     cs.store(group="schema/method", name="ae", node=AEConfig)
+    cs.store(group="schema/method", name="pcl", node=PCLConfig)
+    cs.store(group="schema/method", name="swav", node=SwAVConfig)
+    cs.store(group="schema/method", name="deepcluster", node=DeepClusterConfig)
+    cs.store(group="schema/method", name="mice", node=MiCEConfig)
     cs.store(group="schema/trainer", name="base", node=TrainerConfig)
     for name, node in {
         "base": BackboneConfig,
