@@ -195,7 +195,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         model.train()
         t_epoch = time.perf_counter()
         with timer("epoch_start"):
-            estep_log = method.on_epoch_start(EpochContext(epoch, n, device, ctx.seed, dist, embed_all)) or {}
+            estep_log = method.on_epoch_start(EpochContext(epoch, n, device, ctx.seed, dist, embed_all, optimizer)) or {}
         estep_s = time.perf_counter() - t_epoch
         order = method.sample_order(n, steps_per_epoch * cfg.batch_size, order_gen)
         losses = torch.zeros((), device=device)

@@ -55,6 +55,9 @@ class EpochContext:
     # features of every training image under ``fn`` (a no-grad map of standardised B×C×H×W
     # batches), in dataset order, gathered across ranks: N×D on ``device``
     embed_all: Callable[[Callable[[torch.Tensor], torch.Tensor]], torch.Tensor]
+    # the engine's optimiser, for a method that re-initialises parameters (DeepCluster's head)
+    # and must forget their momentum: ``optimizer.state.pop(p, None)``
+    optimizer: Optional[torch.optim.Optimizer] = None
 
 
 @dataclass(frozen=True)
