@@ -126,7 +126,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     clock = Clock(None if cfg.max_minutes is None else 60.0 * cfg.max_minutes)
     start_epoch, step, history = 0, 0, []
     if ctx.resume and path.exists():
-        state = ckpt.load(path, map_location=device)
+        state = ckpt.load(path, map_location=torch.device("cpu"))  # RNG states must be CPU bytes; load_state_dict copies to the device
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])

@@ -125,7 +125,7 @@ class DeepMethod(Method):
         return {}
 
     def load_method_state(self, state: dict[str, Any]) -> None:
-        """Restore what ``method_state`` returned."""
+        """Restore what ``method_state`` returned (its tensors arrive on the CPU)."""
 
     # --- the engine runs the rest ------------------------------------------------------
 
