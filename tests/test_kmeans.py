@@ -9,7 +9,7 @@ from sklearn.cluster import KMeans as SKKMeans
 from sklearn.datasets import make_blobs
 
 from clusterbench.cluster import assign, gmm, kmeans
-from clusterbench.cluster.kmeans import _split_empty
+from clusterbench.cluster.kmeans import split_empty_clusters
 from clusterbench.metrics import evaluate
 
 
@@ -70,7 +70,7 @@ def test_assign_is_the_nearest_centroid():
 def test_empty_cluster_is_refilled_by_splitting_a_populated_one():
     centroids = torch.tensor([[0.0, 0.0], [4.0, 4.0], [100.0, 100.0]])
     counts = torch.tensor([5, 3, 0])
-    _split_empty(centroids, counts, torch.Generator().manual_seed(0))
+    split_empty_clusters(centroids, counts, torch.Generator().manual_seed(0))
     assert int(counts.sum()) == 8 and int(counts.min()) > 0
     donor = 0 if torch.allclose(centroids[2], torch.tensor([0.0, 0.0])) else 1
     assert torch.allclose(centroids[2], centroids[donor] * (1 + 1 / 1024) / (1 - 1 / 1024))

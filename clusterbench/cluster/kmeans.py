@@ -137,8 +137,16 @@ def _kmeans_pp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
     return x[torch.tensor(idx, device=x.device)].clone()
 
 
-def _split_empty(centroids: torch.Tensor, counts: torch.Tensor, gen: torch.Generator) -> None:
-    """Refill empty clusters in place by splitting populated ones (faiss's rule)."""
+def split_empty_clusters(centroids: torch.Tensor, counts: torch.Tensor, gen: torch.Generator) -> None:
+    """Refill empty clusters in place by splitting populated ones (faiss's rule).
+
+    For each cluster ``j`` with ``counts[j] == 0``: a donor is drawn with probability
+    ∝ (size − 1) (a singleton cannot be split), ``centroids[j]`` becomes the donor's centroid
+    × (1 + 1/1024) and the donor's × (1 − 1/1024), and the donor's count is shared between the
+    two. ``centroids`` (K×D) and ``counts`` (K) are updated in place; the points themselves are
+    not reassigned (the next assignment step does that). Nothing happens when no cluster has
+    two points. DeepCluster re-seeds the empty clusters of its pseudo-labels with it.
+    """
     for j in torch.nonzero(counts == 0).flatten().tolist():
         weights = (counts - 1).clamp_min(0).double().cpu()
         if weights.sum() == 0:
@@ -159,7 +167,7 @@ def _torch_lloyd(x: torch.Tensor, centroids: torch.Tensor, *, niter: int, spheri
         counts = torch.bincount(labels, minlength=centroids.shape[0])
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)
         centroids = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None].to(sums.dtype), centroids)
-        _split_empty(centroids, counts, gen)
+        split_empty_clusters(centroids, counts, gen)
         if spherical:
             centroids = torch.nn.functional.normalize(centroids, dim=1)
         if previous - objective <= tol * abs(objective):
