@@ -172,22 +172,64 @@ class AEConfig(DeepMethodConfig):
 
 @dataclass
 class PCLConfig(MoCoConfig):
-    """PCL (ProtoNCE); owned by clusterbench/methods/pcl.py."""
+    """PCL (ProtoNCE); owned by clusterbench/methods/pcl.py. MoCo's fields plus the E-step's."""
+
+    num_prototypes: list[int] = field(default_factory=lambda: [250, 500, 1000])  # K of each k-means (ImageNet: 25k, 50k, 100k)
+    warmup_epochs: int = 20  # epochs of plain InfoNCE before the first E-step
+    negative_prototypes: int = 16384  # r negative prototypes per proto-NCE (capped at K − 1)
+    concentration_alpha: float = 10.0  # α in φ = Σ‖v − c‖ / (Z · log(Z + α))
+    estep_niter: int = 20  # Lloyd iterations of the E-step k-means
+    estep_restarts: int = 5  # k-means restarts (faiss nredo) per K
+    estep_backend: KMeansBackend = KMeansBackend.faiss  # faiss | torch (torch runs on the GPU without faiss-gpu)
 
 
 @dataclass
 class SwAVConfig(DeepMethodConfig):
     """SwAV; owned by clusterbench/methods/swav.py."""
 
+    num_prototypes: int = 3000  # K; = the class count: clusters are the prototype argmax
+    feature_dim: int = 128  # z, the L2-normalised projection the prototypes score
+    head_layers: int = 2  # projection head depth (1: linear)
+    head_hidden: int = 2048
+    head_batch_norm: bool = True  # Linear → BN → ReLU → Linear, as the paper
+    temperature: float = 0.1  # τ of the swapped prediction's softmax
+    epsilon: float = 0.05  # ε of Sinkhorn–Knopp: lower it if the codes collapse
+    sinkhorn_iterations: int = 3
+    freeze_prototypes_niters: int = 313  # optimiser steps with the prototypes frozen
+    queue_length: int = 0  # feature queue per global crop, over all ranks (0: off)
+    epoch_queue_starts: int = 15  # the epoch (from 0) the queue starts filling; used once full
+    cluster_on: str = "backbone"  # backbone | head: the features k-means clusters (K ≠ classes)
+
 
 @dataclass
 class DeepClusterConfig(DeepMethodConfig):
     """DeepCluster (v1 and v2); owned by clusterbench/methods/deepcluster.py."""
 
+    version: str = "v1"  # v1: DeepCluster (ECCV 2018) | v2: DeepCluster-v2 (the SwAV paper)
+    num_prototypes: int = 100  # K of the per-epoch k-means (pseudo-classes); paper: 10000 (v1), 3000 (v2)
+    num_heads: int = 1  # v2: prototype heads, each its own k-means (paper: 3); v1: 1
+    pca_dim: Optional[int] = 256  # v1: PCA-whitening dimension (capped at the features'); null: none
+    kmeans_iters: Optional[int] = None  # null: 20 (v1, faiss) / 10 (v2)
+    kmeans_backend: KMeansBackend = KMeansBackend.faiss  # the per-epoch k-means
+    head_layers: Optional[int] = None  # Linear layers of the head; null: 1 (v1 top layer) / 2 (v2 projection)
+    head_hidden: int = 512  # hidden width of a ≥ 2-layer head
+    head_batch_norm: bool = True  # BatchNorm in the head's hidden layers (v2's projection has it)
+    feature_dim: int = 128  # v2: z dimension (prototype space)
+    temperature: float = 0.1  # v2: τ of the prototype softmax
+    crops_for_assign: int = 2  # v2: the first this many views fill the memory banks
+    uniform_sampling: bool = True  # v1: sample uniformly over clusters (UnifLabelSampler)
+    sobel: bool = False  # v1 paper: Sobel-filter the input (for RGB); the backbone's first conv takes 2 channels
+
 
 @dataclass
 class MiCEConfig(DeepMethodConfig):
-    """MiCE; owned by clusterbench/methods/mice.py."""
+    """MiCE; owned by clusterbench/methods/mice.py. K experts = num_clusters (null: the class count)."""
+
+    queue_size: int = 16384  # ν teacher embeddings per expert (negatives)
+    momentum: float = 0.999  # EMA of the teacher (backbone + expert heads)
+    temperature: float = 1.0  # τ of the experts
+    gating_temperature: float = 1.0  # κ of the gating softmax
+    feature_dim: int = 128  # embedding dim of each expert and of the gating (≥ K − 1)
 
 
 # --- backbone -----------------------------------------------------------------------
