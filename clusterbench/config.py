@@ -327,6 +327,8 @@ class TrainerConfig:
     lr: float = 0.06
     momentum: float = 0.9  # sgd / lars
     weight_decay: float = 5e-4
+    lars_eta: float = 0.001  # LARS trust coefficient η
+    lars_clip: bool = False  # LARS: step lr·min(trust/lr, 1) (apex LARC's clip mode)
     schedule: Schedule = Schedule.cosine
     warmup_epochs: float = 0.0
     min_lr: float = 0.0

@@ -109,7 +109,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         model.to(memory_format=torch.channels_last)
     D.broadcast_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay)
+    optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.lars_eta, cfg.lars_clip)
     precision = str(getattr(cfg.precision, "value", cfg.precision))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     if cfg.compile:

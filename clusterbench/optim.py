@@ -16,11 +16,14 @@ class LARS(torch.optim.Optimizer):
 
     Each weight's step is scaled by the trust ratio η·‖w‖ / (‖g‖ + λ‖w‖), with λ the weight
     decay, then momentum SGD. Biases and normalisation weights (1-D tensors) are neither decayed
-    nor adapted, as in those papers.
+    nor adapted, as in those papers. ``clip`` (apex's LARC "clip" mode, solo-learn's
+    ``clip_lr``) caps the ratio at 1 relative to the learning rate: the step is lr·min(trust/lr, 1).
+    SwAV: η = 0.001, no clip; solo-learn's CIFAR recipes: η = 0.02 with clip.
     """
 
-    def __init__(self, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001,
+                 clip: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip=clip))
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 — torch's signature
@@ -33,6 +36,8 @@ class LARS(torch.optim.Optimizer):
                     g = g.add(p, alpha=group["weight_decay"])
                     w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
                     trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm))
+                    if group.get("clip", False):
+                        trust = torch.clamp(trust / group["lr"], max=1.0)
                     g = g.mul(trust)
                 state = self.state[p]
                 if "momentum_buffer" not in state:
@@ -43,8 +48,9 @@ class LARS(torch.optim.Optimizer):
         return None
 
 
-def build_optimizer(name: str, params: list[nn.Parameter], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    """``trainer.optimizer``: sgd | adam | lars."""
+def build_optimizer(name: str, params: list[nn.Parameter], lr: float, momentum: float, weight_decay: float,
+                    lars_eta: float = 0.001, lars_clip: bool = False) -> torch.optim.Optimizer:
+    """``trainer.optimizer``: sgd | adam | lars (with ``trainer.lars_eta`` and ``trainer.lars_clip``)."""
     name = str(getattr(name, "value", name))
     if lr <= 0:
         raise ConfigError("trainer.lr", f"{lr} is not a learning rate; use a positive value")
@@ -57,7 +63,9 @@ def build_optimizer(name: str, params: list[nn.Parameter], lr: float, momentum: 
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "lars":
-        return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        if lars_eta <= 0:
+            raise ConfigError("trainer.lars_eta", f"{lars_eta} is not a trust coefficient; use a positive value (SwAV: 0.001, solo-learn: 0.02)")
+        return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=lars_eta, clip=lars_clip)
     raise ConfigError("trainer.optimizer", f"'{name}' is not an optimizer; use sgd, adam or lars")
 
 

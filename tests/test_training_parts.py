@@ -105,6 +105,15 @@ def test_lars_scales_each_weight_step_by_its_trust_ratio():
     assert torch.allclose(b, torch.tensor([0.5]))
 
 
+def test_lars_clip_caps_the_trust_ratio_at_the_learning_rate():
+    """Clip mode: step = lr·min(trust/lr, 1): a trust ratio above lr is capped, one below is kept."""
+    for lr, expected_step in [(0.01, 0.01), (1.0, 0.05)]:  # trust = 0.05 as above
+        w = nn.Parameter(torch.tensor([[3.0, 4.0]]))
+        w.grad = torch.tensor([[0.6, 0.8]])
+        LARS([w], lr=lr, momentum=0.9, weight_decay=0.0, eta=0.01, clip=True).step()
+        assert torch.allclose(w, torch.tensor([[3.0, 4.0]]) - expected_step * torch.tensor([[0.6, 0.8]]))
+
+
 def test_build_optimizer_rejects_impossible_values():
     params = [nn.Parameter(torch.zeros(2))]
     assert isinstance(build_optimizer("adam", params, 1e-3, 0.9, 0.0), torch.optim.Adam)
@@ -112,6 +121,8 @@ def test_build_optimizer_rejects_impossible_values():
         build_optimizer("sgd", params, 0.0, 0.9, 0.0)
     with pytest.raises(ConfigError, match="trainer.weight_decay"):
         build_optimizer("sgd", params, 0.1, 0.9, -1.0)
+    with pytest.raises(ConfigError, match="trainer.lars_eta"):
+        build_optimizer("lars", params, 0.1, 0.9, 0.0, lars_eta=0.0)
 
 
 def test_checkpoint_round_trip_with_the_safe_loader(tmp_path):
