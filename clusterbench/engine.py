@@ -96,10 +96,10 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     if steps_per_epoch == 0:
         raise ConfigError("trainer.batch_size", f"{cfg.batch_size} is larger than the {n} training images; lower it")
 
+    method.seed, method.dist = ctx.seed, dist
     method.check_batch(per_rank)
 
     # 2. networks and optimiser
-    method.seed, method.dist = ctx.seed, dist
     model = method.setup(ctx.backbone, InputShape(c, h))
     method.model = model
     if dist.enabled and ctx.sync_bn:

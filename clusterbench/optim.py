@@ -33,9 +33,11 @@ class LARS(torch.optim.Optimizer):
                     continue
                 g = p.grad
                 if p.ndim > 1:  # weights: decay, then the trust ratio
-                    g = g.add(p, alpha=group["weight_decay"])
+                    # apex's LARC, as SwAV: the ratio's denominator is ‖g‖ + λ‖w‖ (not ‖g + λw‖)
                     w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm))
+                    denominator = g_norm + group["weight_decay"] * w_norm
+                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / denominator, torch.ones_like(w_norm))
+                    g = g.add(p, alpha=group["weight_decay"])
                     if group.get("clip", False):
                         trust = torch.clamp(trust / group["lr"], max=1.0)
                     g = g.mul(trust)

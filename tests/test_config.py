@@ -15,7 +15,7 @@ def options(group: str) -> list[str]:
 
 
 def test_groups_hold_the_expected_options():
-    assert {"kmeans", "gmm", "ae", "moco"} <= set(options("method"))
+    assert set(options("method")) == {"kmeans", "gmm", "ae", "moco", "pcl", "swav", "deepcluster", "mice"}
     assert set(options("dataset")) == {"mnist", "cifar10", "cifar100", "stl10", "imagenet_dog", "digits", "synthetic"}
     assert set(options("hardware")) == {"cpu", "gpu", "auto", "ddp"}
     assert {"pixels", "convnet", "strided", "resnet18", "resnet34", "resnet50", "mlp"} <= set(options("backbone"))
@@ -37,6 +37,16 @@ def test_every_backbone_hardware_and_augment_option_composes(compose, group):
     for option in options(group):
         cfg = compose(f"{group}={option}")
         OmegaConf.to_container(cfg[group], resolve=True)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_recipe_composes(compose, experiment):
+    """The papers' CIFAR recipes: method, dataset, backbone and augmentation all chosen by the file."""
+    cfg = compose(f"experiment={experiment}")
+    method, dataset = experiment.rsplit("_", 1)
+    assert cfg.method._target_.lower().endswith(method.replace("_", "")) and cfg.dataset.name == dataset
+    assert cfg.backbone.name.startswith("resnet")
+    OmegaConf.to_container(cfg, resolve=True)
 
 
 def test_defaults_are_moco_on_digits(compose):

@@ -105,6 +105,15 @@ def test_lars_scales_each_weight_step_by_its_trust_ratio():
     assert torch.allclose(b, torch.tensor([0.5]))
 
 
+def test_lars_trust_ratio_with_weight_decay_is_larc_s():
+    """η‖w‖ / (‖g‖ + λ‖w‖), applied to g + λw: ‖w‖ = 5, ‖g‖ = 1, λ = 0.2 → trust = 0.01·5 / 2."""
+    w = nn.Parameter(torch.tensor([[3.0, 4.0]]))
+    w.grad = torch.tensor([[0.6, 0.8]])
+    LARS([w], lr=1.0, momentum=0.9, weight_decay=0.2, eta=0.01).step()
+    step = 0.025 * (torch.tensor([[0.6, 0.8]]) + 0.2 * torch.tensor([[3.0, 4.0]]))
+    assert torch.allclose(w, torch.tensor([[3.0, 4.0]]) - step)
+
+
 def test_lars_clip_caps_the_trust_ratio_at_the_learning_rate():
     """Clip mode: step = lr·min(trust/lr, 1): a trust ratio above lr is capped, one below is kept."""
     for lr, expected_step in [(0.01, 0.01), (1.0, 0.05)]:  # trust = 0.05 as above
