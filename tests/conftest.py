@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,14 @@ class CliResult:
 
     def metrics(self) -> dict:
         return json.loads((self.run_dir / "metrics.json").read_text())
+
+    def history(self) -> list[dict]:
+        """metrics.jsonl: one record per epoch."""
+        return [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines()]
+
+    def scores(self) -> tuple[float, float, float]:
+        m = self.metrics()
+        return m["nmi"], m["acc"], m["ari"]
 
 
 @pytest.fixture
@@ -45,6 +54,34 @@ def run_cli(tmp_path, monkeypatch, capsys):
         return CliResult(code, captured.out, captured.err, run_dir)
 
     return run
+
+
+@dataclass
+class ResumeRuns:
+    whole: CliResult  # trained to the end in one go
+    first: CliResult  # stopped after ``split`` epochs (its checkpoint is in the shared folder)
+    resumed: CliResult  # the same folder resumed to the end
+    first_checkpoint: Path  # a copy of the checkpoint the resumed run started from
+
+
+@pytest.fixture
+def resume_runs(run_cli, tmp_path):
+    """An uninterrupted run of ``total`` epochs, and one of ``split`` epochs resumed to ``total``
+    in the same folder: what every method's resume test compares. Each run must succeed."""
+
+    def runs(*args: str, split: int, total: int) -> ResumeRuns:
+        whole = run_cli(*args, f"trainer.epochs={total}")
+        run_dir = tmp_path / "interrupted"
+        first = run_cli(*args, f"trainer.epochs={split}", run_dir=run_dir)
+        assert first.code == 0, first.err
+        saved = tmp_path / "first_checkpoint.pt"
+        shutil.copy(run_dir / "checkpoint.pt", saved)
+        resumed = run_cli(*args, f"trainer.epochs={total}", "resume=true", run_dir=run_dir)
+        for r in (whole, resumed):
+            assert r.code == 0, r.err
+        return ResumeRuns(whole, first, resumed, saved)
+
+    return runs
 
 
 @pytest.fixture

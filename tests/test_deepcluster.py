@@ -3,7 +3,6 @@ PCA-whitening, the per-epoch top-layer reset) and short CLI runs, resume and bad
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -141,10 +140,6 @@ def test_epoch_start_labels_every_image_and_resets_the_top_layer_and_its_momentu
 # --- end to end --------------------------------------------------------------------------------
 
 
-def _history(r) -> list[dict]:
-    return [json.loads(line) for line in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 @pytest.mark.parametrize(
     "extra",
     [
@@ -160,7 +155,7 @@ def test_deepcluster_runs_a_few_steps(run_cli, extra):
     assert r.code == 0, r.err
     m = r.metrics()
     assert m["method"] == "deepcluster" and m["n_samples"] == 96 and 0 <= m["acc"] <= 1 and m["method_info"]["steps"] == 6
-    history = _history(r)
+    history = r.history()
     assert len(history) == 2 and all(np.isfinite(rec["loss"]) for rec in history)
     assert all(np.isfinite(rec["kmeans_loss"]) for rec in history) and "nmi_prev" in history[1]
     state = torch.load(r.run_dir / "checkpoint.pt", weights_only=True)["model"]
@@ -171,20 +166,12 @@ def test_deepcluster_runs_a_few_steps(run_cli, extra):
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
-def test_resume_restores_labels_bank_and_prototypes(run_cli, tmp_path, version):
+def test_resume_restores_labels_bank_and_prototypes(resume_runs, version):
     # a constant schedule: the learning rate of epoch 1 does not depend on the epoch count
-    args = [*SMALL, f"method.version={version}", "trainer.schedule=constant", "trainer.eval_every=0", "seed=3"]
-    whole = run_cli(*args)  # 2 epochs
-    assert whole.code == 0, whole.err
-    run_dir = tmp_path / "interrupted"
-    first = run_cli(*args, "trainer.epochs=1", run_dir=run_dir)
-    assert first.code == 0, first.err
-    resumed = run_cli(*args, "trainer.epochs=2", "resume=true", run_dir=run_dir)
-    assert resumed.code == 0, resumed.err
-    a, b = whole.metrics(), resumed.metrics()
-    assert (a["nmi"], a["acc"], a["ari"]) == (b["nmi"], b["acc"], b["ari"])
+    runs = resume_runs(*SMALL, f"method.version={version}", "trainer.schedule=constant", "trainer.eval_every=0", "seed=3", split=1, total=2)
+    assert runs.whole.scores() == runs.resumed.scores()
     keys = ("loss", "kmeans_loss", "nmi_prev")  # epoch 2's nmi_prev compares with the restored labels
-    assert [[rec.get(k) for k in keys] for rec in _history(whole)] == [[rec.get(k) for k in keys] for rec in _history(resumed)]
+    assert [[rec.get(k) for k in keys] for rec in runs.whole.history()] == [[rec.get(k) for k in keys] for rec in runs.resumed.history()]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ a few steps end to end; resume restores the queues, μ and the teacher; bad valu
 from __future__ import annotations
 
 import itertools
-import json
 import math
 
 import numpy as np
@@ -114,10 +113,6 @@ def test_the_closed_form_prototype_update_matches_a_direct_computation():
         torch.testing.assert_close(expert_prototypes(q, v)[j], s / s.norm())
 
 
-def _history(run):
-    return [json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 @pytest.mark.parametrize(
     "extra",
     [
@@ -133,29 +128,21 @@ def test_mice_runs_a_few_steps_and_logs_gating_scores(run_cli, extra):
     assert m["method"] == "mice" and m["n_samples"] == 96 and 0 <= m["acc"] <= 1
     assert m["method_info"]["steps"] == 6
     assert {"gating_acc", "gating_nmi", "gating_ari"} <= set(m["method_info"])
-    history = _history(r)
+    history = r.history()
     assert len(history) == 2 and all(np.isfinite(rec["loss"]) and "mu_shift" in rec for rec in history)
     assert "gating_acc" in history[-1]
     assert m["n_clusters"] == (4 if "method.num_clusters=4" in extra else 3)
 
 
-def test_resume_restores_queues_prototypes_and_teacher(run_cli, tmp_path):
-    args = [*SMALL, "trainer.schedule=constant", "trainer.eval_every=0", "seed=3"]
-    whole = run_cli(*args, "trainer.epochs=3")
-    assert whole.code == 0, whole.err
-    run_dir = tmp_path / "interrupted"
-    first = run_cli(*args, "trainer.epochs=2", run_dir=run_dir)
-    assert first.code == 0, first.err
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+def test_resume_restores_queues_prototypes_and_teacher(resume_runs):
+    runs = resume_runs(*SMALL, "trainer.schedule=constant", "trainer.eval_every=0", "seed=3", split=2, total=3)
+    state = torch.load(runs.first_checkpoint, weights_only=True)["model"]
     assert {"queue.features", "queue.ptr", "mu", "omega"} <= set(state)
     assert any(key.startswith("backbone_t.") for key in state) and any(key.startswith("experts_t.") for key in state)
     assert int(state["queue.ptr"]) == (2 * 3 * 32) % 40  # 6 steps of 32 teacher embeddings went in
-    resumed = run_cli(*args, "trainer.epochs=3", "resume=true", run_dir=run_dir)
-    assert resumed.code == 0, resumed.err
-    a, b = whole.metrics(), resumed.metrics()
-    assert (a["nmi"], a["acc"], a["ari"]) == (b["nmi"], b["acc"], b["ari"])
-    assert a["method_info"]["gating_acc"] == b["method_info"]["gating_acc"]
-    assert [(r["loss"], r["mu_shift"]) for r in _history(whole)] == [(r["loss"], r["mu_shift"]) for r in _history(resumed)]
+    assert runs.whole.scores() == runs.resumed.scores()
+    assert runs.whole.metrics()["method_info"]["gating_acc"] == runs.resumed.metrics()["method_info"]["gating_acc"]
+    assert [(r["loss"], r["mu_shift"]) for r in runs.whole.history()] == [(r["loss"], r["mu_shift"]) for r in runs.resumed.history()]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 
@@ -168,10 +167,6 @@ def test_estep_clusters_given_features_and_skips_the_warmup():
 # --- end to end -------------------------------------------------------------------------------------
 
 
-def _history(r) -> list[dict]:
-    return [json.loads(line) for line in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 @pytest.mark.parametrize(
     "extra",
     [
@@ -186,7 +181,7 @@ def test_pcl_runs_a_few_steps(run_cli, extra):
     assert r.code == 0, r.err
     m = r.metrics()
     assert m["method"] == "pcl" and m["n_samples"] == 96 and 0 <= m["acc"] <= 1 and m["method_info"]["steps"] == 6
-    history = _history(r)
+    history = r.history()
     assert len(history) == 2 and all(np.isfinite(rec["loss"]) for rec in history)
     warm = "method.warmup_epochs=0" not in extra
     assert ("proto_nce" in history[0]) != warm and "proto_nce" in history[1]  # ProtoNCE once the warm-up is over
@@ -195,28 +190,23 @@ def test_pcl_runs_a_few_steps(run_cli, extra):
     assert {"estep_k3_inertia", "estep_k12_raw_phi", "estep_k6_singletons"} <= set(last)
 
 
-def test_resume_restores_the_negative_sampler(run_cli, tmp_path, monkeypatch):
+def test_resume_restores_the_negative_sampler(resume_runs, run_cli, tmp_path, monkeypatch):
     args = [*SMALL, *PCL_SMALL, "method.negative_prototypes=3", "trainer.schedule=constant", "trainer.eval_every=0", "seed=3"]
-    whole = run_cli(*args, "trainer.epochs=3")
-    assert whole.code == 0, whole.err
-    run_dir, forgetful_dir = tmp_path / "interrupted", tmp_path / "forgetful"
-    first = run_cli(*args, "trainer.epochs=2", run_dir=run_dir)
-    assert first.code == 0, first.err
-    forgetful_dir.mkdir()
-    shutil.copy(run_dir / "checkpoint.pt", forgetful_dir / "checkpoint.pt")
-    resumed = run_cli(*args, "trainer.epochs=3", "resume=true", run_dir=run_dir)
-    assert resumed.code == 0, resumed.err
-    a, b = whole.metrics(), resumed.metrics()
-    assert (a["nmi"], a["acc"], a["ari"]) == (b["nmi"], b["acc"], b["ari"])
-    assert [h["loss"] for h in _history(whole)] == [h["loss"] for h in _history(resumed)]
-    assert [h["estep_k12_inertia"] for h in _history(whole)[1:]] == [h["estep_k12_inertia"] for h in _history(resumed)[1:]]
+    runs = resume_runs(*args, split=2, total=3)
+    whole, resumed = runs.whole, runs.resumed
+    assert whole.scores() == resumed.scores()
+    assert [h["loss"] for h in whole.history()] == [h["loss"] for h in resumed.history()]
+    assert [h["estep_k12_inertia"] for h in whole.history()[1:]] == [h["estep_k12_inertia"] for h in resumed.history()[1:]]
 
     # the check has teeth: a resume that forgets the sampler's state draws other negatives
+    forgetful_dir = tmp_path / "forgetful"
+    forgetful_dir.mkdir()
+    shutil.copy(runs.first_checkpoint, forgetful_dir / "checkpoint.pt")
     monkeypatch.setattr(PCL, "load_method_state", lambda self, state: None)
     forgetful = run_cli(*args, "trainer.epochs=3", "resume=true", run_dir=forgetful_dir)
     assert forgetful.code == 0, forgetful.err
-    assert [h["loss"] for h in _history(forgetful)[:2]] == [h["loss"] for h in _history(whole)[:2]]
-    assert _history(forgetful)[2]["loss"] != _history(whole)[2]["loss"]
+    assert [h["loss"] for h in forgetful.history()[:2]] == [h["loss"] for h in whole.history()[:2]]
+    assert forgetful.history()[2]["loss"] != whole.history()[2]["loss"]
 
 
 @pytest.mark.parametrize(

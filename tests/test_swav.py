@@ -3,7 +3,6 @@ end-to-end runs (2 views and multi-crop), resume, and one-line errors."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -215,7 +214,7 @@ def test_swav_runs_a_few_steps(run_cli, extra):
     m = r.metrics()
     assert m["method"] == "swav" and m["n_samples"] == 96 and 0 <= m["acc"] <= 1
     assert m["method_info"]["steps"] == 6
-    history = [json.loads(line) for line in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
+    history = r.history()
     assert len(history) == 2 and all(np.isfinite(rec["loss"]) for rec in history)
     assert all(1.0 <= rec["code_used"] <= 10.0 + 1e-3 and "pred_used" in rec for rec in history)
     if not extra:
@@ -224,26 +223,17 @@ def test_swav_runs_a_few_steps(run_cli, extra):
         assert history[0]["queue_used"] == 0 and history[1]["queue_used"] > 0  # from epoch 1, once full
 
 
-def test_resume_restores_queue_and_prototypes(run_cli, tmp_path):
-    args = [*SMALL, *SWAV, "trainer.eval_every=0", "trainer.schedule=constant", "method.queue_length=32",
-            "method.epoch_queue_starts=1", "method.freeze_prototypes_niters=4", "seed=3"]
-    whole = run_cli(*args, "trainer.epochs=3")
-    assert whole.code == 0, whole.err
-    run_dir = tmp_path / "resumed"
-    first = run_cli(*args, "trainer.epochs=2", run_dir=run_dir)
-    assert first.code == 0, first.err
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+def test_resume_restores_queue_and_prototypes(resume_runs):
+    runs = resume_runs(*SMALL, *SWAV, "trainer.eval_every=0", "trainer.schedule=constant", "method.queue_length=32",
+                       "method.epoch_queue_starts=1", "method.freeze_prototypes_niters=4", "seed=3", split=2, total=3)
+    state = torch.load(runs.first_checkpoint, weights_only=True)["model"]
     assert state["queue.features"].shape == (2, 32, 16) and int(state["queue.filled"]) == 32
     assert "prototypes.weight" in state
-    resumed = run_cli(*args, "trainer.epochs=3", "resume=true", run_dir=run_dir)
-    assert resumed.code == 0, resumed.err
-    a, b = whole.metrics(), resumed.metrics()
-    assert (a["nmi"], a["acc"], a["ari"]) == (b["nmi"], b["acc"], b["ari"])
-    losses = lambda r: [rec["loss"] for rec in map(json.loads, (r.run_dir / "metrics.jsonl").read_text().splitlines())]  # noqa: E731
-    assert losses(whole) == losses(resumed)
+    assert runs.whole.scores() == runs.resumed.scores()
+    assert [rec["loss"] for rec in runs.whole.history()] == [rec["loss"] for rec in runs.resumed.history()]
     final = lambda r: torch.load(r.run_dir / "checkpoint.pt", weights_only=True)["model"]  # noqa: E731
     for key in ("queue.features", "prototypes.weight"):
-        assert torch.equal(final(whole)[key], final(resumed)[key])
+        assert torch.equal(final(runs.whole)[key], final(runs.resumed)[key])
 
 
 @pytest.mark.parametrize(
