@@ -175,11 +175,14 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         if dist.is_main:  # k-means on every rank would give the same answer, slower
             with timer("cluster"):
                 ids, info = method.predict(features, k, ctx.seed)
-            labels = data.labels.numpy()
-            scores = {key: float(v) for key, v in evaluate(labels, ids[: len(data)]).items() if key in ("nmi", "acc", "ari")}
+            def scored(assignments: Any, prefix: str = "") -> dict[str, float]:
+                result = evaluate(data.labels.numpy(), np.asarray(assignments)[: len(data)])
+                return {f"{prefix}{key}": float(result[key]) for key in ("nmi", "acc", "ari")}
+
+            scores = scored(ids)
             scores.update({key: v for key, v in info.items() if isinstance(v, (int, float))})
             for name, other in info.get("alternatives", {}).items():  # e.g. MiCE's gating-only clusters
-                scores.update({f"{name}_{key}": float(v) for key, v in evaluate(labels, np.asarray(other)[: len(data)]).items() if key in ("nmi", "acc", "ari")})
+                scores.update(scored(other, f"{name}_"))
         return scores, ids, features
 
     # 4.–5. the loop

@@ -222,10 +222,8 @@ class PCL(MoCo):
         return {**super().method_state(), "proto_gen": self.proto_gen.get_state()}
 
     def load_method_state(self, state: dict[str, Any]) -> None:
-        # generator states are CPU byte tensors; the checkpoint may have been mapped to a GPU
-        cpu = {key: v.cpu() if isinstance(v, torch.Tensor) else v for key, v in state.items()}
-        super().load_method_state(cpu)
-        self.proto_gen.set_state(cpu["proto_gen"])
+        super().load_method_state(state)  # the engine loads checkpoints on the CPU: generator states fit as they are
+        self.proto_gen.set_state(state["proto_gen"])
 
 
 __all__ = ["PCL", "concentration", "proto_nce", "sample_negative_prototypes"]
