@@ -2,7 +2,8 @@
 
 Images are held as one uint8 tensor N×C×H×W with int64 labels: a whole benchmark dataset
 (60k CIFAR images = 184 MB) fits in memory, and later the training device, as one block.
-Labels are for the evaluator only; no method may read them.
+Labels are for the evaluator only; no method may read them. A user's own images may have
+no labels at all (``labels=None``): such a run is scored by internal indices instead.
 """
 
 from __future__ import annotations
@@ -28,24 +29,39 @@ class ImageDataset:
 
     name: str
     images: torch.Tensor  # N×C×H×W uint8
-    labels: torch.Tensor  # N int64, values in [0, num_classes)
-    class_names: list[str]
+    labels: Optional[torch.Tensor]  # N int64, values in [0, num_classes); None: no labels
+    class_names: list[str]  # [] when there are no labels
     split: str
     unlabeled: Optional[torch.Tensor] = None  # M×C×H×W uint8, training only
     info: dict = field(default_factory=dict)
+    names: Optional[list[str]] = None  # per image: its path relative to the root, or its name
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise ValueError(f"images must be uint8 N×C×H×W, got {self.images.dtype} {tuple(self.images.shape)}")
-        if self.labels.shape != (self.images.shape[0],):
-            raise ValueError(f"{self.images.shape[0]} images but labels of shape {tuple(self.labels.shape)}")
-        self.labels = self.labels.to(torch.int64)
+        if self.labels is not None:
+            if self.labels.shape != (self.images.shape[0],):
+                raise ValueError(f"{self.images.shape[0]} images but labels of shape {tuple(self.labels.shape)}")
+            self.labels = self.labels.to(torch.int64)
+        elif self.class_names:
+            raise ValueError("an unlabelled dataset has no class names")
+        if self.names is not None and len(self.names) != self.images.shape[0]:
+            raise ValueError(f"{self.images.shape[0]} images but {len(self.names)} names")
         if self.unlabeled is not None and self.unlabeled.shape[1:] != self.images.shape[1:]:
             raise ValueError("unlabeled images must have the labeled images' C×H×W")
 
     @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
+
+    @property
     def num_classes(self) -> int:
+        """The class count (0 for an unlabelled dataset)."""
         return len(self.class_names)
+
+    def label_array(self) -> Optional[np.ndarray]:
+        """The labels as int64 NumPy, or None: what the evaluator takes."""
+        return None if self.labels is None else self.labels.numpy()
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -96,9 +112,11 @@ def stratified_subset(data: ImageDataset, limit: Optional[int], seed: int) -> Im
     """
     if limit is None or limit >= len(data):
         return data
+    gen = np.random.default_rng(seed)
+    if data.labels is None:  # nothing to stratify by: a uniform random subset
+        return _subset(data, np.sort(gen.choice(len(data), size=limit, replace=False)), gen, limit)
     if limit < data.num_classes:
         raise ConfigError("dataset.limit", f"{limit} is fewer than the {data.num_classes} classes; use at least {data.num_classes}")
-    gen = np.random.default_rng(seed)
     labels = data.labels.numpy()
     counts = np.bincount(labels, minlength=data.num_classes)
     quota = counts * limit / len(labels)
@@ -108,8 +126,16 @@ def stratified_subset(data: ImageDataset, limit: Optional[int], seed: int) -> Im
     keep = np.concatenate(
         [gen.choice(np.flatnonzero(labels == c), size=int(take[c]), replace=False) for c in range(data.num_classes)]
     )
-    keep = torch.from_numpy(np.sort(keep))
+    return _subset(data, np.sort(keep), gen, limit)
+
+
+def _subset(data: ImageDataset, keep: np.ndarray, gen: np.random.Generator, limit: int) -> ImageDataset:
+    """The images ``keep`` (sorted indices), with their labels and names; unlabeled extras
+    are cut to at most ``limit`` as well."""
+    rows = torch.from_numpy(keep)
     unlabeled = data.unlabeled
     if unlabeled is not None and len(unlabeled) > limit:
         unlabeled = unlabeled[torch.from_numpy(np.sort(gen.choice(len(unlabeled), size=limit, replace=False)))]
-    return replace(data, images=data.images[keep], labels=data.labels[keep], unlabeled=unlabeled)
+    labels = None if data.labels is None else data.labels[rows]
+    names = None if data.names is None else [data.names[i] for i in keep]
+    return replace(data, images=data.images[rows], labels=labels, unlabeled=unlabeled, names=names)

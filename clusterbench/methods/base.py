@@ -80,6 +80,8 @@ class Method(ABC):
         return type(self).__name__
 
     def clusters_for(self, data: ImageDataset) -> int:
+        if self.num_clusters is None and not data.has_labels:
+            raise ConfigError("method.num_clusters", f"{data.name} has no labels to count classes from; set method.num_clusters=K")
         k = self.num_clusters if self.num_clusters is not None else data.num_classes
         if k > len(data.train_images()):
             raise ConfigError("method.num_clusters", f"{k} clusters but only {len(data.train_images())} images; lower it or raise dataset.limit")
