@@ -121,9 +121,29 @@ def quiet_secondary_rank() -> None:
     sys.argv[1:] = [*args, f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
 
 
+def refuse_overwrite(argv: list[str]) -> Optional[str]:
+    """The error for a single run pointed (``hydra.run.dir=...``) at a folder that holds an
+    earlier run's checkpoint, without ``resume=true``: checked before Hydra writes anything
+    there, so the earlier run's checkpoint, config and log stay as they were. Sweeps keep their
+    own rule (finished jobs are skipped, unfinished ones start again)."""
+    if any(a in ("-m", "--multirun") for a in argv):
+        return None
+    values = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith("-"))
+    run_dir = values.get("hydra.run.dir")
+    resume = values.get("resume", "false").strip().lower() in ("true", "yes", "on", "1")
+    if run_dir is None or resume or not (Path(run_dir) / "checkpoint.pt").is_file():
+        return None
+    return (f"{run_dir} holds the checkpoint of an earlier run; add resume=true to continue it, "
+            "or choose a new hydra.run.dir to start a new run")
+
+
 def main() -> None:
     """Entry point of ``clusterbench`` and ``python -m clusterbench``."""
     register_schemas()
+    refusal = refuse_overwrite(sys.argv[1:])
+    if refusal is not None and env_rank() == 0:
+        print(f"error: {refusal}", file=sys.stderr)
+        sys.exit(USER_ERROR)
     _tracebacks["show"] = os.environ.get("HYDRA_FULL_ERROR") == "1"
     SweepReport.failed.clear()
     # Let Hydra's composition errors reach us as exceptions instead of its multi-line report.

@@ -18,14 +18,13 @@ share of the batch.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -39,7 +38,7 @@ from clusterbench.data.dataset import ImageDataset
 from clusterbench.errors import ClusterbenchError, ConfigError
 from clusterbench.io import atomic_write_bytes
 from clusterbench.methods.base import Prediction, RunContext, Timer
-from clusterbench.methods.deep import Batch, DeepMethod, EpochContext, InputShape
+from clusterbench.methods.deep import Batch, DeepMethod, EpochContext, InputShape, eval_mode
 from clusterbench.metrics import evaluate
 from clusterbench.optim import build_optimizer, learning_rate
 
@@ -167,23 +166,28 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         with eval_mode(model):  # E-steps and evaluation see BatchNorm's running statistics
             return embed_dataset(fn, images, mean, std, cfg.embed_batch_size, dist, cfg.channels_last)
 
-    def evaluate_now() -> tuple[dict[str, float], np.ndarray, torch.Tensor]:
+    labels = data.label_array()
+
+    def evaluate_now() -> tuple[dict[str, float], np.ndarray, torch.Tensor, dict[str, Any]]:
         with timer("embed"):
             features = embed_all(method.embed)
         ids: np.ndarray = np.zeros(0, dtype=np.int64)
         scores: dict[str, float] = {}
+        info: dict[str, Any] = {}
         if dist.is_main:  # k-means on every rank would give the same answer, slower
             with timer("cluster"):
                 ids, info = method.predict(features, k, ctx.seed)
             def scored(assignments: Any, prefix: str = "") -> dict[str, float]:
-                result = evaluate(data.labels.numpy(), np.asarray(assignments)[: len(data)])
+                if labels is None:  # an unlabelled dataset: the run scores internal indices at the end
+                    return {}
+                result = evaluate(labels, np.asarray(assignments)[: len(data)])
                 return {f"{prefix}{key}": float(result[key]) for key in ("nmi", "acc", "ari")}
 
             scores = scored(ids)
             scores.update({key: v for key, v in info.items() if isinstance(v, (int, float))})
             for name, other in info.get("alternatives", {}).items():  # e.g. MiCE's gating-only clusters
                 scores.update(scored(other, f"{name}_"))
-        return scores, ids, features
+        return scores, ids, features, info
 
     # 4.–5. the loop
     total_steps = cfg.epochs * steps_per_epoch
@@ -260,7 +264,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         }
         last = epoch + 1 == cfg.epochs or stopped_early
         if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and not last:
-            scores, _, _ = evaluate_now()
+            scores, _, _, _ = evaluate_now()
             record.update(scores)
         history.append(record)
         if dist.is_main:
@@ -271,8 +275,9 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
             save_checkpoint(epoch + 1)
 
-    # 6. the final clustering
-    scores, ids, features = evaluate_now()
+    # 6. the final clustering, of the model as it is now: after a budget stop that is later than
+    # the last checkpoint, and it is what the run exports (model.pt)
+    scores, ids, features, final = evaluate_now()
     if history:
         history[-1].update(scores)
         if dist.is_main:
@@ -287,8 +292,16 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     }
     if stopped_early:
         log.info("trainer.max_minutes=%s reached after %d steps; evaluating", cfg.max_minutes, step)
-    emb = features[: len(data)].float().cpu().numpy() if dist.is_main else None
-    return Prediction(ids[: len(data)] if dist.is_main else np.zeros(len(data), np.int64), k, timings, info, embeddings=emb)
+    if not dist.is_main:
+        return Prediction(np.zeros(len(data), np.int64), k, timings, info)
+    confidence = final.get("confidence")
+    return Prediction(
+        ids[: len(data)], k, timings, info,
+        embeddings=features[: len(data)].float().cpu().numpy(),
+        clusters=final.get("clusters"),
+        confidence=None if confidence is None else np.asarray(confidence)[: len(data)],
+        preprocess={"mean": mean, "std": std},
+    )
 
 
 def check_trainer(cfg: Any, dist: D.DistInfo, device: torch.device) -> None:
@@ -328,6 +341,7 @@ def embed_dataset(
     batch_size: int,
     dist: D.DistInfo,
     channels_last: bool = False,
+    progress: bool = False,
 ) -> torch.Tensor:
     """``fn`` of every standardised image, in order. Under DDP each rank embeds an equal shard
     (the last padded by repetition) and the shards are gathered."""
@@ -335,23 +349,12 @@ def embed_dataset(
     shard = math.ceil(n / dist.world_size)
     rows = torch.arange(dist.rank * shard, (dist.rank + 1) * shard, device=images.device).clamp_max(n - 1)
     parts = []
-    for s in range(0, shard, batch_size):
+    for s in tqdm(range(0, shard, batch_size), desc="embedding", unit="batch", leave=False, disable=not (progress and dist.is_main)):
         x = standardize(images[rows[s : s + batch_size]], mean, std)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         parts.append(fn(x).float())
     return D.all_gather(torch.cat(parts))[:n]
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Evaluation mode inside, the previous mode after."""
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
 
 
 def write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 # Keys that say where files live or what gets written, not what is computed.
-NOT_HASHED = {"store", "night", "plots", "save_assignments", "rerun"}
+NOT_HASHED = {"store", "night", "plots", "save_assignments", "rerun", "export"}
 NOT_HASHED_DATASET = {"root", "download"}
 
 LIBRARIES = ("clusterbench", "torch", "torchvision", "faiss-cpu", "faiss-gpu", "scikit-learn", "scipy", "numpy", "hydra-core", "omegaconf")

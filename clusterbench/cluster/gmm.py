@@ -14,6 +14,7 @@ class GMMResult:
     model: GaussianMixture
     log_likelihood: float  # mean per-sample log-likelihood of the best restart
     converged: bool
+    confidence: np.ndarray  # N: the responsibility of the assigned component
 
 
 def gmm(
@@ -38,5 +39,7 @@ def gmm(
         reg_covar=reg_covar,
         random_state=seed,
     )
-    assignments = model.fit_predict(np.asarray(x, dtype=np.float64))
-    return GMMResult(assignments.astype(np.int64), model, float(model.lower_bound_), bool(model.converged_))
+    x64 = np.asarray(x, dtype=np.float64)
+    assignments = model.fit_predict(x64)
+    confidence = model.predict_proba(x64).max(1)
+    return GMMResult(assignments.astype(np.int64), model, float(model.lower_bound_), bool(model.converged_), confidence)

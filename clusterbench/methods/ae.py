@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clusterbench.cluster import gmm, kmeans
+from clusterbench.cluster.state import gmm_state, kmeans_state
 from clusterbench.errors import ConfigError
 from clusterbench.methods.base import require_positive
 from clusterbench.methods.deep import Batch, DeepMethod, InputShape
@@ -114,6 +115,6 @@ class Autoencoder(DeepMethod):
         """k-means or a GMM on the raw bottleneck (its scale is meaningful: no normalisation)."""
         if self.cluster == "kmeans":
             result = kmeans(features.float(), k, restarts=self.kmeans_restarts, seed=seed)
-            return result.assignments.cpu().numpy(), {"inertia": result.inertia}
+            return result.assignments.cpu().numpy(), {"inertia": result.inertia, "clusters": kmeans_state(result.centroids, normalize=False)}
         fit = gmm(features.float().cpu().numpy(), k, covariance_type=self.gmm_covariance, restarts=self.kmeans_restarts, seed=seed)
-        return fit.assignments, {"log_likelihood": fit.log_likelihood}
+        return fit.assignments, {"log_likelihood": fit.log_likelihood, "clusters": gmm_state(fit.model), "confidence": fit.confidence}

@@ -49,7 +49,10 @@ class Prediction:
     num_clusters: int
     timings: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
     info: dict[str, Any] = field(default_factory=dict)  # method-specific facts (inertia, ...)
-    embeddings: Optional[np.ndarray] = None  # N×D features the clusters were found in (for plots)
+    embeddings: Optional[np.ndarray] = None  # N×D features the clusters were found in (for plots, features.npy)
+    clusters: Optional[dict[str, np.ndarray]] = None  # the fitted clustering (clusterbench.cluster.state): clusters.npz
+    confidence: Optional[np.ndarray] = None  # N: each assignment's confidence, where the clustering has one
+    preprocess: dict[str, Any] = field(default_factory=dict)  # how images become network input (mean, std)
 
 
 class Timer:

@@ -7,7 +7,9 @@ from typing import Optional
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
+from tqdm.auto import tqdm
 
+from clusterbench.cluster.state import pca_of, project
 from clusterbench.data.dataset import ImageDataset
 from clusterbench.errors import ConfigError
 from clusterbench.methods.base import Method, RunContext, Timer, require_positive
@@ -19,7 +21,8 @@ FEATURE_BATCH = 4096  # images per backbone call: bounded memory, few Python rou
 def extract_features(images: torch.Tensor, ctx: RunContext) -> torch.Tensor:
     """Backbone features of uint8 images, computed in batches on ``ctx.device`` (kept there)."""
     backbone = ctx.backbone.to(ctx.device).eval()
-    parts = [backbone(images[s : s + FEATURE_BATCH].to(ctx.device)) for s in range(0, len(images), FEATURE_BATCH)]
+    starts = tqdm(range(0, len(images), FEATURE_BATCH), desc="features", unit="batch", leave=False, disable=not ctx.progress or len(images) <= FEATURE_BATCH)
+    parts = [backbone(images[s : s + FEATURE_BATCH].to(ctx.device)) for s in starts]
     return torch.cat(parts).float()  # N×D
 
 
@@ -30,11 +33,13 @@ class ClassicalMethod(Method):
         super().__init__(num_clusters)
         require_positive("method.pca_dim", pca_dim, allow_none=True)
         self.pca_dim = pca_dim
+        self.projection: dict[str, np.ndarray] = {}  # the fitted PCA (clusters.npz keys), when pca_dim is set
 
     def features(self, data: ImageDataset, ctx: RunContext, timer: Timer) -> torch.Tensor:
         """Features of ``data.train_images()``; the first ``len(data)`` rows are the evaluated images."""
         with timer("features"):
             x = extract_features(data.train_images(), ctx)
+        self.projection = {}
         if self.pca_dim is None:
             return x
         n, d = x.shape
@@ -43,6 +48,9 @@ class ClassicalMethod(Method):
             raise ConfigError("method.pca_dim", f"{self.pca_dim} is larger than {what}; use at most {min(n, d)} or null")
         with timer("pca"):
             # randomized SVD: the exact solver on 70k×784 is 10× slower for the same top components
-            pca = PCA(n_components=self.pca_dim, svd_solver="randomized", random_state=ctx.seed)
-            reduced = pca.fit_transform(x.cpu().numpy())
-        return torch.from_numpy(np.ascontiguousarray(reduced, dtype=np.float32)).to(x.device)
+            pca = PCA(n_components=self.pca_dim, svd_solver="randomized", random_state=ctx.seed).fit(x.cpu().numpy())
+            self.projection = pca_of(pca)
+            # projected by the same code that projects new images (clusterbench-predict), so a
+            # run's own images get exactly the run's assignments back
+            reduced = project(x, {"normalize": False, **self.projection})
+        return reduced.contiguous()

@@ -19,14 +19,17 @@ precision, DDP, checkpoints, evaluation, logging):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from clusterbench.cluster import kmeans
+from clusterbench.cluster.state import assign as assign_clusters
+from clusterbench.cluster.state import kmeans_state
 from clusterbench.data.dataset import ImageDataset
 from clusterbench.distributed import DistInfo
 from clusterbench.errors import ConfigError
@@ -116,9 +119,21 @@ class DeepMethod(Method):
 
     def predict(self, features: torch.Tensor, k: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
         """Cluster ids from features: k-means on L2-normalised features (cosine geometry, as the
-        contrastive losses train it)."""
+        contrastive losses train it).
+
+        ``info["clusters"]`` is the fitted clustering as arrays (``clusterbench.cluster.state``):
+        it is written to ``clusters.npz`` and assigns new images; ``info["confidence"]`` (N) is
+        each assignment's confidence where the clustering has one."""
         result = kmeans(torch.nn.functional.normalize(features.float(), dim=1), k, restarts=self.kmeans_restarts, seed=seed)
-        return result.assignments.cpu().numpy(), {"inertia": result.inertia}
+        return result.assignments.cpu().numpy(), {"inertia": result.inertia, "clusters": kmeans_state(result.centroids, normalize=True)}
+
+    def assign(self, features: torch.Tensor, clusters: dict[str, Any]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Ids (and confidences) of new images' ``embed`` features under a saved ``clusters``
+        state: what ``clusterbench-predict`` runs. Equal to ``predict``'s ids on the same features."""
+        return assign_clusters(clusters, features)
+
+    def configure_clusters(self, k: int) -> None:
+        """Fix the number of clusters before ``setup`` (methods whose networks depend on it)."""
 
     def method_state(self) -> dict[str, Any]:
         """Checkpointed state that is not in ``self.model.state_dict()`` (tensors, numbers, lists)."""
@@ -147,3 +162,14 @@ def momentum_update(target: nn.Module, source: nn.Module, momentum: float) -> No
     with torch.no_grad():
         torch._foreach_mul_(list(target.parameters()), momentum)
         torch._foreach_add_(list(target.parameters()), [p.detach() for p in source.parameters()], alpha=1.0 - momentum)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Evaluation mode inside (BatchNorm's running statistics, no dropout), the previous mode after."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from clusterbench.cluster import gmm
+from clusterbench.cluster.state import gmm_state
 from clusterbench.data.dataset import ImageDataset
 from clusterbench.errors import ConfigError
 from clusterbench.methods.base import Prediction, RunContext, Timer, require_positive
@@ -47,4 +48,6 @@ class GMMMethod(ClassicalMethod):
                 seed=ctx.seed,
             )
         info = {"log_likelihood": result.log_likelihood, "converged": result.converged, "covariance_type": self.covariance_type}
-        return Prediction(result.assignments[: len(data)], k, timings, info, embeddings=x[: len(data)])
+        clusters = gmm_state(result.model, pca=self.projection)
+        return Prediction(result.assignments[: len(data)], k, timings, info, embeddings=x[: len(data)], clusters=clusters,
+                          confidence=result.confidence[: len(data)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from clusterbench.cluster import kmeans
+from clusterbench.cluster.state import kmeans_state
 from clusterbench.data.dataset import ImageDataset
 from clusterbench.methods.base import Prediction, RunContext, Timer, require_positive
 from clusterbench.methods.classical import ClassicalMethod
@@ -51,4 +52,5 @@ class KMeansMethod(ClassicalMethod):
             )
         assignments = result.assignments[: len(data)].cpu().numpy()
         info = {"inertia": result.inertia, "iterations": result.iterations, "backend": self.backend}
-        return Prediction(assignments, k, timings, info, embeddings=x[: len(data)].cpu().numpy())
+        clusters = kmeans_state(result.centroids, normalize=False, spherical=self.spherical, pca=self.projection)
+        return Prediction(assignments, k, timings, info, embeddings=x[: len(data)].cpu().numpy(), clusters=clusters)

@@ -52,6 +52,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from clusterbench import distributed as D
+from clusterbench.cluster.state import assign as assign_clusters
+from clusterbench.cluster.state import posterior_state
 from clusterbench.data.dataset import ImageDataset
 from clusterbench.errors import ConfigError
 from clusterbench.methods.base import Prediction, RunContext, require_positive
@@ -193,7 +195,7 @@ class MiCE(DeepMethod):
         self.num_experts = num_clusters or 0  # set from the dataset in fit_predict when null
 
     def fit_predict(self, data: ImageDataset, ctx: RunContext) -> Prediction:
-        self.num_experts = self.clusters_for(data)  # one expert per cluster
+        self.configure_clusters(self.clusters_for(data))  # one expert per cluster
         if self.feature_dim < self.num_experts - 1:
             raise ConfigError("method.feature_dim", f"{self.feature_dim} dimensions cannot hold {self.num_experts} Max-Mahalanobis gating "
                                                     f"centres; use at least {self.num_experts - 1}")
@@ -257,5 +259,11 @@ class MiCE(DeepMethod):
     def predict(self, features: torch.Tensor, k: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
         """Posterior argmax; the gating's argmax is scored beside it (``gating_acc``...)."""
         q, prior = features[:, : self.num_experts], features[:, self.num_experts :]
-        ids = q.argmax(1).cpu().numpy()
-        return ids, {"alternatives": {"gating": prior.argmax(1).cpu().numpy()}, "clusters_used": int(len(np.unique(ids)))}
+        net: MiCENet = self.model  # type: ignore[assignment]
+        clusters = posterior_state(self.num_experts, gating_centres=net.omega, expert_prototypes=net.mu)
+        ids, confidence = assign_clusters(clusters, features)
+        return ids, {"alternatives": {"gating": prior.argmax(1).cpu().numpy()}, "clusters_used": int(len(np.unique(ids))),
+                     "clusters": clusters, "confidence": confidence}
+
+    def configure_clusters(self, k: int) -> None:
+        self.num_experts = k

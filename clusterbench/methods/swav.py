@@ -38,9 +38,11 @@ from torch import nn
 from clusterbench import distributed as D
 from clusterbench.backbones.heads import projection_head
 from clusterbench.cluster import kmeans
+from clusterbench.cluster.state import assign as assign_clusters
+from clusterbench.cluster.state import kmeans_state, prototype_state
 from clusterbench.errors import ConfigError
 from clusterbench.methods.base import require_positive
-from clusterbench.methods.deep import Batch, DeepMethod, InputShape
+from clusterbench.methods.deep import Batch, DeepMethod, InputShape, eval_mode
 
 
 @torch.no_grad()
@@ -252,30 +254,30 @@ class SwAV(DeepMethod):
         return net.backbone(x) if self.cluster_on == "backbone" else net.project(x)
 
     @torch.no_grad()
-    def prototype_assignments(self, features: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-        """argmax_k z·C_k of the embedded images (the head in evaluation mode)."""
+    def assign(self, features: torch.Tensor, clusters: dict[str, Any], chunk: int = 4096) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Prototype states score the head's output z (the head in evaluation mode); k-means
+        states assign the features themselves."""
+        if str(clusters["kind"]) != "prototypes" or self.cluster_on != "backbone":
+            return assign_clusters(clusters, features)
         net: SwAVNet = self.model  # type: ignore[assignment]
-        was = net.training
-        net.eval()
-        try:
-            c = F.normalize(net.prototypes.weight.float(), dim=1)
-            ids = []
-            for part in features.split(chunk):
-                z = F.normalize(net.head(part.to(c.device)).float(), dim=1) if self.cluster_on == "backbone" else part.float()
-                ids.append((z @ c.t()).argmax(dim=1))
-            return torch.cat(ids)
-        finally:
-            net.train(was)
+        with eval_mode(net):
+            device = net.prototypes.weight.device
+            z = torch.cat([net.head(part.to(device)).float() for part in features.split(chunk)])  # N×d, normalised by the state
+        return assign_clusters(clusters, z)
 
     def predict(self, features: torch.Tensor, k: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
         """The argmax prototype when there are k of them; k-means on the features otherwise."""
         result = kmeans(F.normalize(features.float(), dim=1), k, restarts=self.kmeans_restarts, seed=seed)
         km = result.assignments.cpu().numpy()
-        protos = self.prototype_assignments(features).cpu().numpy()
+        km_state = kmeans_state(result.centroids, normalize=True)
+        net: SwAVNet = self.model  # type: ignore[assignment]
+        protos_state = prototype_state(F.normalize(net.prototypes.weight.detach().float(), dim=1), self.temperature)
+        protos, confidence = self.assign(features, protos_state)
         info: dict[str, Any] = {"prototypes_used": int(len(np.unique(protos))), "inertia": result.inertia}
         if self.num_prototypes == k:
-            info["alternatives"] = {"kmeans": km}
+            info.update(alternatives={"kmeans": km}, clusters=protos_state, confidence=confidence)
             return protos, info
+        info["clusters"] = km_state
         return km, info
 
 
