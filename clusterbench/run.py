@@ -22,11 +22,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from clusterbench import distributed as D
+from clusterbench import runfolder
 from clusterbench.data import build_dataset
+from clusterbench.data.dataset import ImageDataset
 from clusterbench.errors import ClusterbenchError, ConfigError
 from clusterbench.io import atomic_save_npy, atomic_write_json
 from clusterbench.methods.base import Method, Prediction, RunContext
-from clusterbench.metrics import evaluate
+from clusterbench.methods.deep import DeepMethod
+from clusterbench.metrics import evaluate, internal_scores
+from clusterbench.recipes import Recipe, resolve_recipe
 from clusterbench.provenance import config_hash, git_commit, library_versions
 from clusterbench.report import store
 from clusterbench.report.runs import protocol_of, variant_of
@@ -117,17 +121,19 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     t0 = time.perf_counter()
     data = build_dataset(cfg.dataset, cfg.seed)
     timings["load"] = time.perf_counter() - t0
-    log.info("%s (%s): %d images %s, %d classes", data.name, data.split, len(data), data.image_shape, data.num_classes)
+    log.info("%s (%s): %d images %s, %s", data.name, data.split, len(data), data.image_shape,
+             f"{data.num_classes} classes" if data.has_labels else "no labels")
 
     channels, size, _ = data.image_shape
+    recipe = resolve_recipe(cfg, data.image_shape, overrides, deep=isinstance(method, DeepMethod))
     ctx = RunContext(
         device=device,
         seed=cfg.seed,
-        backbone=build(cfg.backbone, in_channels=channels, image_size=size),
+        backbone=build(recipe.backbone, in_channels=channels, image_size=size),
         out_dir=out_dir,
         progress=progress,
         trainer=cfg.trainer,
-        augment=cfg.augment,
+        augment=recipe.augment,
         resume=cfg.resume,
         sync_bn=cfg.hardware.sync_bn,
         dist=dist,
@@ -140,17 +146,20 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         raise RuntimeError(f"{method.name} returned {prediction.assignments.shape} ids for {len(data)} images")
 
     t0 = time.perf_counter()
-    scores = evaluate(data.labels.numpy(), prediction.assignments)
+    if data.has_labels:
+        scores: dict[str, Any] = {"labels": True, **evaluate(data.label_array(), prediction.assignments), "acc_kind": "hungarian one-to-one"}
+    else:  # no NMI / ACC / ARI without labels: internal indices of the final features instead
+        features = prediction.embeddings if prediction.embeddings is not None else data.images.reshape(len(data), -1).numpy()
+        scores = {"labels": False, **internal_scores(features, prediction.assignments, seed=cfg.seed, num_clusters=prediction.num_clusters)}
     timings["evaluate"] = time.perf_counter() - t0
 
     config = OmegaConf.to_container(cfg, resolve=True)
     result: dict[str, Any] = {
         **scores,
-        "acc_kind": "hungarian one-to-one",
         "n_samples": len(data),
         "n_clusters": prediction.num_clusters,
         "n_clusters_used": int(len(np.unique(prediction.assignments))),
-        "n_classes": data.num_classes,
+        "n_classes": data.num_classes if data.has_labels else None,
         "n_train_only": 0 if data.unlabeled is None else len(data.unlabeled),
         "method": method_name(cfg),
         "dataset": data.name,
@@ -162,6 +171,7 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         "device": str(device),
         "status": "completed",
         "method_info": prediction.info,
+        "recipe": recipe.chosen or None,  # what was chosen for a dataset without a recipe (clusterbench.recipes)
         "timings": timings,
         "run_id": uuid.uuid4().hex,
         "night": night_of(cfg),
@@ -173,6 +183,9 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     }
     if cfg.save_assignments:
         atomic_save_npy(out_dir / "assignments.npy", prediction.assignments.astype(np.int64))
+    t0 = time.perf_counter()
+    write_exports(cfg, recipe, method, ctx.backbone, data, prediction, out_dir)
+    timings["export"] = time.perf_counter() - t0
     if cfg.plots.enabled:
         t0 = time.perf_counter()
         write_plots(cfg.plots, data, prediction, out_dir, cfg.seed)
@@ -186,6 +199,34 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     print(format_table([result]))
     print(format_timings(timings) + f"   → {out_dir}")
     return result
+
+
+def write_exports(cfg: DictConfig, recipe: Recipe, method: Method, backbone: torch.nn.Module, data: ImageDataset, prediction: Prediction, out_dir: Path) -> None:
+    """features.npy, clusters.npz, model.pt and assignments.csv (clusterbench.runfolder).
+
+    A classical method's "model" is its feature extractor (``backbone``; raw pixels: no weights)."""
+    export = cfg.export
+    deep = isinstance(method, DeepMethod)
+    if export.features and deep and prediction.embeddings is not None:
+        runfolder.write_features(out_dir, prediction.embeddings, str(getattr(export.features_dtype, "value", export.features_dtype)))
+    if export.clusters and prediction.clusters is not None:
+        runfolder.write_clusters(out_dir, prediction.clusters)
+    if export.model and prediction.clusters is not None:
+        runfolder.write_model(
+            out_dir,
+            model=method.model if deep else backbone,
+            config={**OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),  # with what this run resolved:
+                    "backbone": OmegaConf.to_container(recipe.backbone, resolve=True, enum_to_str=True),
+                    "augment": OmegaConf.to_container(recipe.augment, resolve=True, enum_to_str=True)},
+            method=method_name(cfg),
+            input_shape=data.image_shape,
+            num_clusters=prediction.num_clusters,
+            mean=prediction.preprocess.get("mean"),
+            std=prediction.preprocess.get("std"),
+        )
+    if export.assignments_csv:
+        runfolder.write_assignments_csv(out_dir / runfolder.ASSIGNMENTS, prediction.assignments, names=data.names,
+                                        confidence=prediction.confidence, labels=data.label_array(), class_names=data.class_names)
 
 
 def record_failure(cfg: DictConfig, out_dir: Path, overrides: Sequence[str], message: str) -> None:
@@ -220,9 +261,11 @@ def write_plots(plots: DictConfig, data: Any, prediction: Prediction, out_dir: P
     """Per-run PNGs. A plot that fails is logged and skipped: it must not cost the result."""
     from clusterbench.report import plots as P  # noqa
 
-    labels = data.labels.numpy()
+    labels = data.label_array()
     jobs = []
-    if plots.confusion:
+    if plots.clusters:
+        jobs.append(("clusters.png", lambda p: P.plot_cluster_montage(data.images, prediction.assignments, p, features=prediction.embeddings, seed=seed)))
+    if plots.confusion and labels is not None:
         jobs.append(("confusion.png", lambda p: P.plot_confusion(labels, prediction.assignments, p, class_names=data.class_names)))
     if plots.embedding and prediction.embeddings is not None:
         emb = np.asarray(prediction.embeddings)

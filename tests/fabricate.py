@@ -19,8 +19,14 @@ def fabricate_run(
     n_clusters: int = 10,
     n_classes: int = 10,
     night: str = "2026-11-24",
+    labels: Optional[bool] = True,
 ) -> Path:
-    """A run folder: .hydra/ always; metrics.json if completed, error.json if failed, else neither."""
+    """A run folder: .hydra/ always; metrics.json if completed, error.json if failed, else neither.
+
+    ``labels=False`` fabricates a run on images without labels: its metrics.json has
+    ``"labels": false``, the internal scores (``scores`` overrides them) and no NMI / ACC /
+    ARI / purity. ``labels=None`` leaves the key out, as results written before it existed.
+    """
     from clusterbench.report.runs import protocol_of, variant_of
 
     path.mkdir(parents=True, exist_ok=True)
@@ -35,9 +41,16 @@ def fabricate_run(
         "protocol": protocol_of(split, all_overrides), "variant": variant_of(all_overrides), "overrides": all_overrides,
     }
     if status == "completed":
-        scores = scores or {"nmi": 0.5, "acc": 0.5, "ari": 0.5}
-        result = {**scores, "purity": scores.get("purity", scores["acc"]), **common, "n_samples": 100,
-                  "n_clusters": n_clusters, "n_classes": n_classes, "status": "completed", "wall_seconds": 1.0,
+        if labels is False:
+            sizes = [100 // n_clusters + (i < 100 % n_clusters) for i in range(n_clusters)]
+            scores = {"silhouette": 0.3, "calinski_harabasz": 120.0, "davies_bouldin": 1.1, "effective_clusters": 0.9 * n_clusters,
+                      "cluster_sizes": sizes, "internal_sample": 100, **(scores or {})}
+            scores = {"labels": False, **scores}
+        else:
+            scores = scores or {"nmi": 0.5, "acc": 0.5, "ari": 0.5}
+            scores = {**({"labels": labels} if labels is not None else {}), **scores, "purity": scores.get("purity", scores["acc"])}
+        result = {**scores, **common, "n_samples": 100,
+                  "n_clusters": n_clusters, "n_classes": n_classes if labels is not False else None, "status": "completed", "wall_seconds": 1.0,
                   "timings": {"fit": 0.5}, "run_id": f"{night}-{path.name}-{seed}", "finished_at": f"{night}T01:00:00+00:00", "config_hash": "x"}
         (path / "metrics.json").write_text(json.dumps(result))
     elif status == "failed":

@@ -1,13 +1,29 @@
-"""The evaluator against hand-worked cases and scikit-learn."""
+"""The evaluator against hand-worked cases and scikit-learn; the internal scores likewise."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    normalized_mutual_info_score,
+    silhouette_score,
+)
 
-from clusterbench.metrics import contingency, evaluate, hungarian_match, matched_confusion
+from clusterbench.metrics import (
+    cluster_sizes,
+    contingency,
+    cosine_silhouette,
+    effective_clusters,
+    evaluate,
+    hungarian_match,
+    internal_scores,
+    internal_subsample,
+    matched_confusion,
+)
 
 
 def test_perfect_clustering_with_permuted_noncontiguous_ids():
@@ -109,3 +125,98 @@ def test_matched_confusion_with_fewer_clusters_than_classes():
     c = matched_confusion(y, p)
     assert list(c.classes) == [0, 2, 1] and list(c.clusters) == [5, 8]
     assert np.trace(c.table) / 23 == pytest.approx(evaluate(y, p)["acc"])
+
+
+# -- internal scores: no labels ----------------------------------------------------------------
+
+
+def two_blobs(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two tight blobs at right angles: cosine distance ≈ 0 within, ≈ 1 between."""
+    g = np.random.default_rng(seed)
+    a = np.repeat([0, 1], n // 2)
+    centres = np.array([[10.0, 0.0, 0.0], [0.0, 10.0, 0.0]])
+    return centres[a] + g.normal(scale=0.05, size=(n, 3)), a
+
+
+def test_effective_clusters_is_the_perplexity_of_the_sizes():
+    assert effective_clusters([5, 5]) == pytest.approx(2.0)
+    assert effective_clusters([10, 0]) == pytest.approx(1.0)
+    assert effective_clusters([3, 3, 3, 3, 0, 0]) == pytest.approx(4.0)  # empty clusters do not count
+    # sizes 2 and 6: exp(-(¼ ln ¼ + ¾ ln ¾)) = 1.7548
+    assert effective_clusters([2, 6]) == pytest.approx(1.7548, abs=1e-4)
+    assert effective_clusters([0, 0]) == 0.0
+
+
+def test_cluster_sizes_index_by_id_and_keep_empty_clusters():
+    assert cluster_sizes([2, 2, 0, 2]).tolist() == [1, 0, 3]
+    assert cluster_sizes([2, 2, 0, 2], num_clusters=5).tolist() == [1, 0, 3, 0, 0]
+    with pytest.raises(ValueError, match="≥ 0"):
+        cluster_sizes([0, -1])
+
+
+def test_internal_scores_of_two_separated_blobs():
+    x, a = two_blobs()
+    r = internal_scores(x, a)
+    assert r["silhouette"] == pytest.approx(1.0, abs=1e-3)
+    assert r["davies_bouldin"] == pytest.approx(0.0, abs=0.02)
+    assert r["calinski_harabasz"] > 1e4
+    assert r["cluster_sizes"] == [100, 100] and r["effective_clusters"] == pytest.approx(2.0)
+    assert r["internal_sample"] == 200
+    # the same points split at random: no structure, silhouette near 0
+    shuffled = np.random.default_rng(1).permutation(a)
+    assert abs(internal_scores(x, shuffled)["silhouette"]) < 0.05
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cosine_silhouette_equals_scikit_learn(seed):
+    g = np.random.default_rng(seed)
+    x = g.normal(size=(300, 6)) + np.repeat(g.normal(scale=2.0, size=(5, 6)), 60, axis=0)
+    a = np.repeat(np.arange(5), 60)
+    a[:20] = g.integers(0, 5, 20)
+    x[:3] = 0.0  # all-zero rows: distance 1 from everything in scikit-learn's convention
+    a[299] = 5  # a singleton cluster scores 0
+    assert cosine_silhouette(x, a) == pytest.approx(silhouette_score(x, a, metric="cosine"), abs=1e-12)
+
+
+def test_internal_scores_use_one_bounded_seeded_subsample_like_scikit_learn():
+    g = np.random.default_rng(0)
+    a = g.integers(0, 4, 3000)
+    x = g.normal(size=(3000, 8)) + 3.0 * np.eye(8)[a]
+    r = internal_scores(x, a, max_points=500, seed=3, num_clusters=6)
+    keep = internal_subsample(3000, 500, seed=3)
+    assert r["internal_sample"] == len(keep) == len(np.unique(keep)) == 500
+    assert r["silhouette"] == pytest.approx(silhouette_score(x[keep], a[keep], metric="cosine"), abs=1e-12)
+    assert r["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(x[keep], a[keep]))
+    assert r["davies_bouldin"] == pytest.approx(davies_bouldin_score(x[keep], a[keep]))
+    # sizes and effective K count every point, and the empty clusters 4 and 5
+    assert r["cluster_sizes"] == np.bincount(a, minlength=6).tolist() and sum(r["cluster_sizes"]) == 3000
+    assert r["effective_clusters"] == pytest.approx(effective_clusters(np.bincount(a)))
+    assert internal_scores(x, a, max_points=500, seed=3) == {**r, "cluster_sizes": r["cluster_sizes"][:4]}
+    assert internal_scores(x, a, max_points=500, seed=4)["silhouette"] != r["silhouette"]
+
+
+def test_internal_scores_degenerate_cases_are_none_not_a_crash():
+    x, _ = two_blobs(50)
+    one = internal_scores(x, np.zeros(50, dtype=int))  # a single cluster
+    assert one["silhouette"] is one["calinski_harabasz"] is one["davies_bouldin"] is None
+    assert one["effective_clusters"] == 1.0 and one["cluster_sizes"] == [50]
+    constant = internal_scores(np.ones((40, 4)), np.arange(40) % 2)  # features that never vary
+    assert constant["silhouette"] is constant["calinski_harabasz"] is constant["davies_bouldin"] is None
+    assert constant["effective_clusters"] == pytest.approx(2.0)
+    assert internal_scores(x[:5], np.arange(5))["silhouette"] is None  # every point its own cluster
+    # a tiny cluster missed by the subsample leaves one cluster in it: undefined, sizes still whole
+    rare = internal_scores(np.random.default_rng(0).normal(size=(1000, 3)), np.r_[np.zeros(999, int), 1], max_points=10)
+    assert rare["silhouette"] is None and rare["cluster_sizes"] == [999, 1]
+
+
+def test_internal_scores_take_tensors_and_reject_bad_input():
+    x, a = two_blobs(40)
+    assert internal_scores(torch.from_numpy(x).float(), torch.from_numpy(a))["silhouette"] == pytest.approx(1.0, abs=1e-3)
+    images = torch.randint(0, 256, (40, 1, 4, 4), dtype=torch.uint8)  # raw pixels work as features too
+    assert internal_scores(images.reshape(40, -1), a)["silhouette"] is not None
+    with pytest.raises(ValueError, match="do not match"):
+        internal_scores(x[:-1], a)
+    with pytest.raises(ValueError, match="NaN"):
+        internal_scores(np.where(np.arange(40)[:, None] == 3, np.nan, x), a)
+    with pytest.raises(ValueError, match="empty"):
+        internal_scores(np.zeros((0, 3)), np.zeros(0, int))

@@ -80,6 +80,14 @@ def test_embedding_runs_a_real_tsne(tmp_path):
     assert_png(P.plot_embedding(x, y, y, tmp_path / "emb.png", seed=1))
 
 
+def test_embedding_without_labels_is_one_map_of_the_clusters(tmp_path, spy_map):
+    x, y = blobs(3000, 64, 4)
+    image = assert_png(P.plot_embedding(x, y, None, tmp_path / "emb.png", max_points=300, seed=0))
+    two = assert_png(P.plot_embedding(x, y, y, tmp_path / "emb2.png", max_points=300, seed=0))
+    assert image.shape[1] < 0.7 * two.shape[1]  # one panel, not two
+    assert spy_map[0].shape == (300, 50)  # subsampled and reduced as with labels
+
+
 def test_embedding_2d_is_drawn_as_is(tmp_path, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("2-D embeddings must not be mapped again")
@@ -213,6 +221,97 @@ def test_scores_bars_without_rows(tmp_path):
         P.plot_scores_bars([{"method": "kmeans", "dataset": "mnist", "mean": None, "std": 0.0}], tmp_path / "b.png")
 
 
+# -- cluster montage --------------------------------------------------------------------------
+
+
+def digit_like(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n grey 12×12 images in k clusters (cluster c = a bar at height c), their ids and features."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, k, n)
+    images = rng.integers(0, 40, (n, 1, 12, 12), dtype=np.uint8)
+    for i, c in enumerate(ids):
+        images[i, 0, c % 12] = 255
+    return images, ids, images.reshape(n, -1).astype(np.float32)
+
+
+def test_montage_picks_nearest_first_then_distinct_random_members():
+    # cluster 0: 6 points, the two at angle ~0 are nearest its centre; cluster 1: 3 points
+    features = np.array([[1, 0], [1, 0.01], [1, 2], [1, -2], [1, 3], [1, -3],  # cluster 0
+                         [0, 1], [0.1, 1], [-0.1, 1]], dtype=float)
+    ids = np.array([0] * 6 + [5] * 3)
+    picks = P.montage_picks(ids, features, per_cluster=4, nearest=2, seed=0)
+    assert picks.clusters.tolist() == [0, 5] and picks.sizes.tolist() == [6, 3] and picks.n_clusters == 2
+    row0, row1 = picks.members
+    assert row0[:2].tolist() == [0, 1]  # the closest to the mean direction, closest first
+    assert len(row0) == 4 and len(set(row0.tolist())) == 4 and set(row0[2:].tolist()) <= {2, 3, 4, 5}
+    assert row1[0] == 6 and sorted(row1.tolist()) == [6, 7, 8]  # a small cluster: all of it, no repeats
+    again = P.montage_picks(ids, features, per_cluster=4, nearest=2, seed=0)
+    assert [m.tolist() for m in again.members] == [m.tolist() for m in picks.members]  # seeded
+
+
+def test_montage_picks_largest_clusters_first_capped():
+    ids = np.repeat([7, 3, 9, 1], [5, 40, 40, 1])  # 3 and 9 tie: the smaller id first
+    picks = P.montage_picks(ids, np.ones((86, 2)), max_clusters=3)
+    assert picks.clusters.tolist() == [3, 9, 7] and picks.sizes.tolist() == [40, 40, 5]
+    assert picks.n_clusters == 4 and picks.n_images == 86
+    assert all(set(ids[m].tolist()) == {c} for m, c in zip(picks.members, picks.clusters.tolist()))
+
+
+def test_montage_grey_with_features(tmp_path):
+    images, ids, features = digit_like(300, 6)
+    out = P.plot_cluster_montage(images, ids, tmp_path / "clusters.png", features=features)
+    assert out == tmp_path / "clusters.png"
+    image = assert_png(out)
+    assert np.allclose(image[..., 0], image[..., 1]) and np.allclose(image[..., 1], image[..., 2])  # stays grey
+
+
+def test_montage_rgb_tensor_without_features_keeps_colours(tmp_path):
+    import torch
+
+    red = np.zeros((3, 16, 16), np.uint8)
+    red[0] = 255
+    blue = np.zeros((3, 16, 16), np.uint8)
+    blue[2] = 255
+    images = torch.from_numpy(np.stack([red] * 20 + [blue] * 5))
+    ids = np.repeat([0, 1], [20, 5])
+    image = assert_png(P.plot_cluster_montage(images, ids, tmp_path / "clusters.png"))  # pixel space
+    rgb = image[..., :3]
+    is_red = (rgb[..., 0] > 0.95) & (rgb[..., 1] < 0.05) & (rgb[..., 2] < 0.05)
+    is_blue = (rgb[..., 2] > 0.95) & (rgb[..., 0] < 0.05) & (rgb[..., 1] < 0.05)
+    assert is_red.sum() == 8 * is_blue.sum() / 5 > 0  # 8 red tiles, the blue cluster's 5, the same size
+    assert np.flatnonzero(is_red.any(1)).max() < np.flatnonzero(is_blue.any(1)).min()  # larger cluster on top
+
+
+def test_montage_more_clusters_than_rows_and_single_image_clusters(tmp_path):
+    images, ids, features = digit_like(400, 12)
+    ids = ids * 10  # sparse ids
+    ids[:30] = np.arange(1000, 1030)  # 30 clusters of one image each
+    few = assert_png(P.plot_cluster_montage(images, ids, tmp_path / "few.png", features=features, max_clusters=5), min_side=50)
+    many = P.plot_cluster_montage(images, ids, tmp_path / "many.png", features=features, max_clusters=40)
+    from matplotlib.image import imread
+
+    assert imread(many).shape[0] > 3 * few.shape[0]  # one row per cluster, up to the cap
+    assert_png(P.plot_cluster_montage(images[:3], np.arange(3), tmp_path / "three.png", per_cluster=8, nearest=4), min_side=50)
+
+
+@pytest.mark.parametrize("nearest, per_cluster", [(0, 5), (6, 6), (9, 3)])
+def test_montage_only_nearest_or_only_random(tmp_path, nearest, per_cluster):
+    images, ids, features = digit_like(60, 3)
+    assert_png(P.plot_cluster_montage(images[:, 0], ids, tmp_path / "m.png", features=features, nearest=nearest,
+                                      per_cluster=per_cluster, title="my folder"), min_side=50)
+
+
+def test_montage_rejects_mismatches(tmp_path):
+    images, ids, features = digit_like(20, 2)
+    with pytest.raises(ValueError, match="assignments"):
+        P.plot_cluster_montage(images, ids[:-1], tmp_path / "m.png")
+    with pytest.raises(ValueError, match="feature rows"):
+        P.plot_cluster_montage(images, ids, tmp_path / "m.png", features=features[:-1])
+    with pytest.raises(ValueError, match="per_cluster"):
+        P.plot_cluster_montage(images, ids, tmp_path / "m.png", per_cluster=0)
+    assert not list(tmp_path.iterdir())
+
+
 # -- files ------------------------------------------------------------------------------------
 
 
@@ -238,8 +337,9 @@ def test_no_temp_files_and_no_pyplot_figures(tmp_path, spy_map):
     P.plot_training_curves([{"epoch": 1, "loss": 1.0, "acc": 0.5}], out / "curves.png")
     P.plot_trend([{"night": "2026-11-24", "series": "a · b", "nmi": 0.5, "acc": 0.5, "ari": 0.5}], out / "trend.png")
     P.plot_scores_bars([{"method": "a", "dataset": "b", "mean": 0.5, "std": 0.0, "published": None}], out / "bars.png")
+    P.plot_cluster_montage(np.zeros((200, 1, 8, 8), np.uint8), y, out / "clusters.png", features=x)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["bars.png", "confusion.png", "curves.png", "embedding.png", "trend.png"]
+    assert names == ["bars.png", "clusters.png", "confusion.png", "curves.png", "embedding.png", "trend.png"]
     assert plt.get_fignums() == open_before
 
 

@@ -1,4 +1,5 @@
-"""clusterbench-report on fabricated run folders: aggregation, protocols, failures, gate, store."""
+"""clusterbench-report on fabricated run folders: aggregation, protocols, failures, gate, store;
+runs without labels in all of them, and in the console table a run prints."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from clusterbench.report import gate, store
 from clusterbench.report.cli import main as report_main
 from clusterbench.report.runs import load_runs, protocol_of, variant_of
 from clusterbench.report.table import aggregate, to_markdown
+from clusterbench.summary import format_table
 from fabricate import fabricate_run
 
 
@@ -152,3 +154,126 @@ def test_baseline_tolerance_covers_each_cells_seed_noise(tmp_path):
     base = gate.make_baseline(aggregate(load_runs([tmp_path]), references={}), "test")
     tol = base["entries"][0]["tolerance"]
     assert tol["acc"] == pytest.approx(3 * 0.0989949 / 2 ** 0.5, abs=1e-3) and tol["nmi"] == 0.02
+
+
+# -- runs without labels -----------------------------------------------------------------------
+
+
+def _result(run) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_console_table_of_labelled_runs_is_unchanged(tmp_path):
+    row = _result(fabricate_run(tmp_path / "k", "kmeans", "digits", 0, {"nmi": 0.7412, "acc": 0.8, "ari": 0.66}))
+    row["silhouette"] = 0.25  # a labelled run that also has internal scores shows only its label scores
+    old = _result(fabricate_run(tmp_path / "g", "gmm", "digits", 1, {"nmi": 0.7412, "acc": 0.8, "ari": 0.66}, labels=None))  # no "labels" key
+    rule = "-" * 75
+    assert format_table([row, old]).splitlines() == [
+        rule,
+        "method  dataset  split    N   K  seed     NMI     ACC     ARI  purity  time",
+        rule,
+        "kmeans  digits   all    100  10     0  74.12%  80.00%  66.00%  80.00%  1.0s",
+        "gmm     digits   all    100  10     1  74.12%  80.00%  66.00%  80.00%  1.0s",
+        rule,
+    ]
+
+
+def test_console_table_of_a_labelled_and_an_unlabelled_run(tmp_path):
+    labelled = _result(fabricate_run(tmp_path / "k", "kmeans", "digits", 0, {"nmi": 0.74, "acc": 0.8, "ari": 0.66}))
+    unlabelled = _result(fabricate_run(tmp_path / "f", "moco", "folder", 1, {"silhouette": 0.4123, "calinski_harabasz": 1234.56,
+                                                                               "davies_bouldin": 0.8766, "effective_clusters": 7.891}, labels=False))
+    unlabelled["nmi"] = 0.0  # even a stray label score is never printed for a run without labels
+    lines = format_table([labelled, unlabelled]).splitlines()
+    assert lines[1].split() == ["method", "dataset", "split", "N", "K", "seed", "NMI", "ACC", "ARI", "purity", "silhouette", "CH", "DB", "eff.", "K", "time"]
+    assert lines[3].split() == ["kmeans", "digits", "all", "100", "10", "0", "74.00%", "80.00%", "66.00%", "80.00%", "-", "-", "-", "-", "1.0s"]
+    assert lines[4].split() == ["moco", "folder", "all", "100", "10", "1", "-", "-", "-", "-", "0.412", "1,234.6", "0.877", "7.89", "1.0s"]
+    alone = format_table([unlabelled]).splitlines()  # only unlabelled: no label columns at all
+    assert "NMI" not in alone[1] and "purity" not in alone[1] and "%" not in alone[3] and "0.412" in alone[3]
+    undefined = {**unlabelled, "silhouette": None, "calinski_harabasz": None, "davies_bouldin": None}  # one cluster
+    assert format_table([undefined]).splitlines()[3].split()[6:9] == ["-", "-", "-"]
+
+
+def test_unlabelled_runs_aggregate_apart_and_are_never_compared_to_papers(tmp_path):
+    fabricate_run(tmp_path / "lab", "kmeans", "cifar10", 0, {"nmi": 0.08, "acc": 0.21, "ari": 0.04})
+    for seed, sil in enumerate([0.2, 0.4]):  # the same method and dataset, without labels
+        fabricate_run(tmp_path / f"u{seed}", "kmeans", "cifar10", seed + 1, {"silhouette": sil, "effective_clusters": 8.0 + seed}, labels=False)
+    fabricate_run(tmp_path / "u_one", "kmeans", "folder", 0, {"silhouette": None, "calinski_harabasz": None, "davies_bouldin": None}, labels=False)
+    records = load_runs([tmp_path])
+    assert sorted((r.path.name, r.labelled) for r in records) == [("lab", True), ("u0", False), ("u1", False), ("u_one", False)]
+    assert set(next(r for r in records if r.path.name == "u0").metrics) == {"silhouette", "calinski_harabasz", "davies_bouldin", "effective_clusters"}
+    report = aggregate(records)
+    assert report.cells[("kmeans", "cifar10")].n == 1 and report.cells[("kmeans", "cifar10")].mean("acc") == pytest.approx(0.21)
+    cell = report.internal[("kmeans", "cifar10")]
+    assert cell.n == 2 and cell.mean("silhouette") == pytest.approx(0.3) and cell.std("silhouette") == pytest.approx(0.1414, abs=1e-4)
+    assert list(report.published) == [("kmeans", "cifar10")]  # the labelled cell's reference only
+    md = to_markdown(report)
+    assert "**Runs without labels** (3)" in md
+    assert "| kmeans | 2+1 | 10 | 0.300 ± 0.141 | 120.0 ± 0.0 | 1.100 ± 0.000 | 8.50 ± 0.71 | 10 | – | – | – | 9.00 |" in md
+    assert md.index("| kmeans (mean) | 1 |") < md.index("Runs without labels")  # the labelled table comes first, as it was
+    only = to_markdown(aggregate([r for r in records if not r.labelled]))
+    assert "NMI" not in only.split("No labels:")[0] and "published" not in only and "best known" not in only
+
+
+def test_report_cli_with_unlabelled_runs_writes_markdown_csv_and_html(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    fabricate_run(runs / "k", "kmeans", "digits", 0, {"nmi": 0.74, "acc": 0.79, "ari": 0.66})
+    fabricate_run(runs / "f", "moco", "folder", 0, {"silhouette": 0.35}, labels=False)
+    assert report_main([str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert "Runs without labels" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "out" / "report.csv").open()))
+    assert [(r["method"], r["labels"], r["nmi_mean"], r["silhouette_mean"]) for r in rows] == [("kmeans", "", "74.0", ""), ("moco", "False", "", "0.35")]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<h2>Runs without labels (1)</h2>" in html and "<td>0.350</td>" in html and "folder silhouette" in html
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["report_acc.png", "report_ari.png", "report_nmi.png"]
+    # a night of unlabelled runs only: a report all the same, with no label table and no plots of label scores
+    assert report_main([str(runs / "f"), "--out", str(tmp_path / "only")]) == 0
+    md = (tmp_path / "only" / "report.md").read_text()
+    assert "| moco | 1 | 10 | 0.350 |" in md and "NMI / ACC / ARI in %" not in md
+    assert list(csv.DictReader((tmp_path / "only" / "report.csv").open()))[0]["silhouette_mean"] == "0.35"
+
+
+def test_store_holds_internal_scores_and_old_stores_still_open(tmp_path):
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as con:  # a store written before unlabelled runs existed
+        con.executescript(store.SCHEMA)
+        con.execute("INSERT INTO runs VALUES ('old1', '2026-11-20T01:00:00+00:00', '2026-11-20', NULL, 'x', 'kmeans', 'digits', 'split=all', '', 0,"
+                    " '[\"method=kmeans\"]', '{\"nmi\": 0.7, \"acc\": 0.8, \"ari\": 0.6, \"purity\": 0.8, \"n_clusters\": 10, \"n_classes\": 10}', '{}', 'completed', NULL, '/x')")
+    run = fabricate_run(tmp_path / "f0", "moco", "folder", 0, {"silhouette": 0.31, "calinski_harabasz": 88.0, "davies_bouldin": 1.4,
+                                                               "effective_clusters": 9.2}, labels=False, night="2026-11-20")
+    store.append(db, store.from_result(_result(run), run))
+    rows = {r.run_id: r for r in store.load(db)}
+    assert rows["old1"].metrics["acc"] == 0.8
+    new = rows[_result(run)["run_id"]].metrics
+    assert new["labels"] is False and new["silhouette"] == 0.31 and new["effective_clusters"] == 9.2 and "nmi" not in new
+    old_rec, new_rec = store.to_record(rows["old1"]), store.to_record(rows[_result(run)["run_id"]])
+    assert old_rec.labelled and old_rec.metrics == {"nmi": 0.7, "acc": 0.8, "ari": 0.6, "purity": 0.8}
+    assert not new_rec.labelled and new_rec.metrics == {"silhouette": 0.31, "calinski_harabasz": 88.0, "davies_bouldin": 1.4, "effective_clusters": 9.2}
+    with sqlite3.connect(db) as con:  # plain SQL reaches the scores in the JSON column
+        assert con.execute("SELECT json_extract(metrics, '$.silhouette') FROM runs WHERE method = 'moco'").fetchone() == (0.31,)
+    report = aggregate([old_rec, new_rec], references={})
+    assert set(report.cells) == {("kmeans", "digits")} and set(report.internal) == {("moco", "folder")}
+    assert report_main(["--store", str(db), "--no-plots", "--trend", str(tmp_path / "trend.png")]) == 0  # the trend keeps to label scores
+
+
+def test_gate_ignores_unlabelled_runs_and_names_a_baseline_entry_for_one(tmp_path, capsys):
+    night1, night2 = tmp_path / "n1", tmp_path / "n2"
+    fabricate_run(night1 / "k", "kmeans", "digits", 0, {"nmi": 0.74, "acc": 0.79, "ari": 0.66})
+    fabricate_run(night1 / "f", "moco", "folder", 0, {"silhouette": 0.5}, labels=False)
+    baseline = tmp_path / "baseline.json"
+    assert report_main([str(night1), "--no-plots", "--write-baseline", str(baseline)]) == 0
+    entries = json.loads(baseline.read_text())["entries"]
+    assert [(e["row"], e["column"]) for e in entries] == [("kmeans", "digits")]  # never a baseline of an unlabelled run
+    fabricate_run(night2 / "k", "kmeans", "digits", 0, {"nmi": 0.74, "acc": 0.79, "ari": 0.66})
+    fabricate_run(night2 / "f", "moco", "folder", 0, {"silhouette": -0.5}, labels=False)  # far worse: still not gated
+    assert report_main([str(night2), "--no-plots", "--baseline", str(baseline)]) == 0
+    # a hand-written entry with NMI for a run without labels: one clear line, exit 1, no crash
+    base = json.loads(baseline.read_text())
+    base["entries"].append({"row": "moco", "column": "folder", "nmi": 0.5, "acc": 0.5, "ari": 0.5})
+    baseline.write_text(json.dumps(base))
+    capsys.readouterr()
+    assert report_main([str(night2), "--no-plots", "--baseline", str(baseline)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("REGRESSION moco on folder: the baseline holds NMI/ACC/ARI for it, but its runs now have no labels")
+    assert str(night2 / "f") in err[0]
+    regressions = gate.check(aggregate(load_runs([night2]), references={}), base)
+    assert [(r.row, r.unlabelled, r.metric) for r in regressions] == [("moco", True, None)]

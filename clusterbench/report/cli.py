@@ -58,8 +58,8 @@ def write_outputs(report: Report, out: Path, title: str, plots: bool) -> list[Pa
     atomic_write_bytes(md, (f"# {title}\n\n" + to_markdown(report) + "\n").encode())
     rows = to_csv_rows(report)
     buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    if rows:  # labelled and unlabelled lines have different columns: write their union
+        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
     atomic_write_bytes(out / "report.csv", buf.getvalue().encode())

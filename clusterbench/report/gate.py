@@ -3,6 +3,10 @@
 A baseline file holds, for every (method variant, dataset protocol), the mean NMI / ACC /
 ARI of a chosen night and the tolerated drop per metric (absolute, as a fraction). A drop
 beyond the tolerance, or a baseline entry with no completed run tonight, is a regression.
+
+Runs without labels have no NMI / ACC / ARI and are never gated: they never enter a baseline,
+and a baseline entry whose runs now have no labels is reported as such (the labels went
+missing, or the entry was written by hand), not compared.
 """
 
 from __future__ import annotations
@@ -28,9 +32,14 @@ class Regression:
     current: Optional[float]
     tolerance: float
     runs: list[str]
+    unlabelled: bool = False  # the entry's runs completed, but without labels to score
 
     def __str__(self) -> str:
         where = f"{self.row} on {self.column}"
+        if self.unlabelled:
+            return (f"REGRESSION {where}: the baseline holds {'/'.join(m.upper() for m in METRICS)} for it, but its runs now have "
+                    f"no labels, so they cannot be compared (runs without labels are never gated); restore the labels or drop "
+                    f"the entry from the baseline; runs: {', '.join(self.runs)}")
         if self.metric is None:
             return f"REGRESSION {where}: in the baseline but no completed run now"
         assert self.baseline is not None and self.current is not None
@@ -71,7 +80,9 @@ def check(report: Report, baseline: dict[str, Any], tolerance: Optional[float] =
         row, column = entry["row"], entry["column"]
         cell = report.cells.get((row, column))
         if cell is None:
-            found.append(Regression(row, column, None, None, None, 0.0, []))
+            unlabelled = report.internal.get((row, column))
+            runs = [str(r.path) for r in unlabelled.runs] if unlabelled else []
+            found.append(Regression(row, column, None, None, None, 0.0, runs, unlabelled=unlabelled is not None))
             continue
         for m in METRICS:
             if m not in entry:

@@ -10,6 +10,10 @@ Two strings decide what may be averaged together:
 - the *protocol*: the split and any dataset option (``dataset.limit=5000``), which makes a
   column. Runs of different protocols are never averaged together.
 Seeds, paths and bookkeeping keys (hardware, plots, store, hydra.*) are neither.
+
+A run on images without labels has no NMI / ACC / ARI: its record is ``labelled=False`` and
+its metrics are the internal scores (silhouette, ...), which are never averaged with, compared
+to or gated like label scores.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import yaml
 
-NOT_VARIANT = ("seed", "dataset", "hydra", "store", "night", "plots", "save_assignments", "hardware", "rerun")
+from clusterbench.metrics import INTERNAL_SCORES
+
+LABEL_SCORES = ("nmi", "acc", "ari", "purity")
+NOT_VARIANT = ("seed", "dataset", "hydra", "store", "night", "plots", "save_assignments", "hardware", "rerun", "export")
 NOT_PROTOCOL = ("dataset.root", "dataset.download", "dataset.split")
 
 
@@ -32,6 +39,26 @@ def _key(override: str) -> str:
 
 def _matches(key: str, prefixes: Sequence[str]) -> bool:
     return any(key == p or key.startswith(p + ".") or key.startswith(p + "/") for p in prefixes)
+
+
+def is_labelled(result: Mapping[str, Any]) -> bool:
+    """Whether a result (metrics.json, or a store row's metrics) was scored against labels.
+
+    Results from before unlabelled runs existed carry no ``labels`` key: they are labelled
+    when they hold NMI, or at least hold no internal score instead.
+    """
+    flag = result.get("labels")
+    if isinstance(flag, bool):
+        return flag
+    return "nmi" in result or not any(k in result for k in INTERNAL_SCORES)
+
+
+def scores_of(result: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric scores a record aggregates: label scores of a labelled run (plus any
+    internal ones), only internal scores of an unlabelled one. Undefined (None) scores are
+    left out, so a seed whose silhouette was undefined does not count as 0."""
+    keys = (*LABEL_SCORES, *INTERNAL_SCORES) if is_labelled(result) else INTERNAL_SCORES
+    return {k: float(result[k]) for k in keys if isinstance(result.get(k), (int, float)) and not isinstance(result.get(k), bool)}
 
 
 def variant_of(overrides: Iterable[str]) -> str:
@@ -55,11 +82,12 @@ class RunRecord:
     variant: str
     seed: Optional[int]
     overrides: list[str]
-    metrics: dict[str, float] = field(default_factory=dict)  # nmi, acc, ari, purity (fractions)
+    metrics: dict[str, float] = field(default_factory=dict)  # nmi, acc, ari, purity (fractions); internal scores
     n_clusters: Optional[int] = None
     error: Optional[str] = None
     wall_seconds: Optional[float] = None
     result: dict[str, Any] = field(default_factory=dict)  # the whole metrics.json
+    labelled: bool = True  # False: no labels, ``metrics`` holds internal scores only
 
     @property
     def row(self) -> str:
@@ -111,10 +139,11 @@ def load_run(path: Path) -> RunRecord:
             variant=m.get("variant", variant_of(overrides)),
             seed=m.get("seed"),
             overrides=overrides,
-            metrics={k: float(m[k]) for k in ("nmi", "acc", "ari", "purity") if k in m},
+            metrics=scores_of(m),
             n_clusters=m.get("n_clusters"),
             wall_seconds=m.get("wall_seconds"),
             result=m,
+            labelled=is_labelled(m),
         )
     if error_file.exists():
         try:

@@ -3,6 +3,11 @@
 One row per run: id, time, night, git commit, config hash, overrides, metrics, timings,
 status. SQLite because it is in the standard library, survives concurrent appends from
 several jobs (file locking), and any tool can read it.
+
+Scores live in the ``metrics`` JSON column, so new ones need no migration: stores written
+before unlabelled runs existed open as they are, and their rows (no ``labels`` key) read as
+labelled. An unlabelled run's row has ``"labels": false`` and the internal scores instead of
+NMI / ACC / ARI; plain SQL reaches them with ``json_extract(metrics, '$.silhouette')``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
-from clusterbench.report.runs import RunRecord
+from clusterbench.metrics import INTERNAL_SCORES
+from clusterbench.report.runs import LABEL_SCORES, RunRecord, is_labelled, scores_of
+
+STORED_METRICS = ("labels", *LABEL_SCORES, *INTERNAL_SCORES, "internal_sample", "n_samples", "n_clusters", "n_classes")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -29,7 +37,7 @@ CREATE TABLE IF NOT EXISTS runs (
     variant     TEXT NOT NULL,   -- the method's distinguishing overrides
     seed        INTEGER,
     overrides   TEXT NOT NULL,   -- JSON list
-    metrics     TEXT NOT NULL,   -- JSON {nmi, acc, ari, purity, ...}
+    metrics     TEXT NOT NULL,   -- JSON {labels, nmi, acc, ari, purity | silhouette, ..., n_samples, ...}
     timings     TEXT NOT NULL,   -- JSON {phase: seconds}
     status      TEXT NOT NULL,   -- completed | failed
     error       TEXT,
@@ -106,7 +114,7 @@ def from_result(result: dict[str, Any], run_dir: Union[str, Path]) -> StoredRun:
         variant=result.get("variant", ""),
         seed=result.get("seed"),
         overrides=list(result.get("overrides", [])),
-        metrics={k: result[k] for k in ("nmi", "acc", "ari", "purity", "n_samples", "n_clusters", "n_classes") if k in result},
+        metrics={k: result[k] for k in STORED_METRICS if k in result},
         timings={**result.get("timings", {}), **({"wall": result["wall_seconds"]} if "wall_seconds" in result else {})},
         status=result.get("status", "completed"),
         error=result.get("error"),
@@ -116,7 +124,6 @@ def from_result(result: dict[str, Any], run_dir: Union[str, Path]) -> StoredRun:
 
 def to_record(run: StoredRun) -> RunRecord:
     """A store row as a report record, so a night's runs aggregate like run folders do."""
-    metrics = {k: float(v) for k, v in run.metrics.items() if k in ("nmi", "acc", "ari", "purity")}
     return RunRecord(
         path=Path(run.run_dir or run.run_id),
         status=run.status,
@@ -126,9 +133,10 @@ def to_record(run: StoredRun) -> RunRecord:
         variant=run.variant,
         seed=run.seed,
         overrides=run.overrides,
-        metrics=metrics,
+        metrics=scores_of(run.metrics),
         n_clusters=run.metrics.get("n_clusters"),
         error=run.error,
         wall_seconds=run.timings.get("wall"),
         result={"n_classes": run.metrics.get("n_classes")},
+        labelled=is_labelled(run.metrics),
     )
