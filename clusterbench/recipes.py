@@ -70,7 +70,9 @@ def resolve_recipe(cfg: DictConfig, image_shape: Sequence[int], overrides: Seque
             chosen["backbone"] = f"resnet18 (images of {size} px > {SMALL}; backbone=... picks another)"
         else:
             backbone = OmegaConf.merge(OmegaConf.structured(StridedConvNetConfig), cfg.backbone)
-            chosen["backbone"] = f"strided, sized to {size} px (backbone=... picks another)"
+            widths = cfg.backbone.get("widths")
+            shape = f"sized to {size} px" if widths is None else f"widths {list(widths)}"
+            chosen["backbone"] = f"strided, {shape} (backbone=... picks another)"
     for what, why in chosen.items():
         log.info("no recipe for %s: %s %s", cfg.dataset.name, what, why)
     return Recipe(augment, backbone, chosen)
