@@ -72,6 +72,14 @@ class Cifar100Targets(str, Enum):
     fine = "fine"
 
 
+class Resize(str, Enum):
+    """How image files of another size become S×S (clusterbench.data.images)."""
+
+    crop = "crop"  # short side to S, centre square
+    stretch = "stretch"  # straight to S×S (the aspect ratio is lost)
+    pad = "pad"  # long side to S, zero borders
+
+
 # --- dataset -------------------------------------------------------------------------
 
 
@@ -98,10 +106,39 @@ class STL10Config(DatasetConfig):
 @dataclass
 class ImageNetDogConfig(DatasetConfig):
     image_size: int = 96
+    resize: Resize = Resize.stretch  # CC's Resize((s, s)); earlier caches and results assume it
+    skip_bad: bool = False  # leave unreadable images out (with a warning) instead of stopping
 
 
 @dataclass
-class SyntheticConfig(DatasetConfig):
+class FolderConfig(DatasetConfig):
+    """A folder of the user's images: class subfolders give labels (clusterbench.data.folder)."""
+
+    root: Optional[str] = None  # required: the loader names the key when it is missing
+    labels: bool = True  # false: cluster every image under root, ignoring class folders
+    image_size: Optional[int] = None  # S of the S×S images; null: the native size, which all must share
+    resize: Resize = Resize.crop
+    channels: str = "auto"  # auto (1 when every image is greyscale) | 1 | 3
+    skip_bad: bool = False  # leave unreadable images out (with a warning) instead of stopping
+
+
+@dataclass
+class ArrayConfig(DatasetConfig):
+    """A .npy / .npz file of images (clusterbench.data.array)."""
+
+    root: Optional[str] = None  # unused: the file is dataset.path
+    path: Optional[str] = None  # required: the loader names the key when it is missing
+
+
+@dataclass
+class InMemoryDatasetConfig(DatasetConfig):
+    """A dataset that reads no files (digits, synthetic): a root given to it is refused."""
+
+    root: Optional[str] = None
+
+
+@dataclass
+class SyntheticConfig(InMemoryDatasetConfig):
     num_samples: int = 600
     num_classes: int = 3
     image_size: int = 8
@@ -348,6 +385,23 @@ class PlotsConfig:
     embedding_points: int = 1000  # subsample: t-SNE cost grows with N²
     confusion: bool = True
     curves: bool = True  # training curves, for methods that log epochs
+    clusters: bool = True  # clusters.png: sample images of every cluster (nearest the centre, and random)
+
+
+class FeatureDtype(str, Enum):
+    float16 = "float16"
+    float32 = "float32"
+
+
+@dataclass
+class ExportConfig:
+    """What a run leaves beside metrics.json for reuse (clusterbench.runfolder)."""
+
+    features: bool = True  # features.npy: the final embedding of every evaluated image (deep methods)
+    features_dtype: FeatureDtype = FeatureDtype.float16  # float16 halves the file; float32 keeps every bit
+    clusters: bool = True  # clusters.npz: the fitted clustering, enough to assign new images
+    model: bool = True  # model.pt: the final weights + config + preprocessing (what clusterbench-predict loads)
+    assignments_csv: bool = True  # assignments.csv: index, name, cluster, confidence, label
 
 
 @dataclass
@@ -362,6 +416,7 @@ class RunConfig:
     resume: bool = False  # continue from the run folder's checkpoint (same hydra.run.dir)
     save_assignments: bool = True
     plots: PlotsConfig = field(default_factory=PlotsConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     store: Optional[str] = None  # SQLite results store this run is appended to
     night: Optional[str] = None  # the nightly batch label; null: today's UTC date
     rerun: bool = False  # multirun: also re-run jobs whose folder holds a finished result
@@ -376,6 +431,9 @@ def register_schemas() -> None:
         "cifar100": Cifar100Config,
         "stl10": STL10Config,
         "imagenet_dog": ImageNetDogConfig,
+        "folder": FolderConfig,
+        "array": ArrayConfig,
+        "in_memory": InMemoryDatasetConfig,
         "synthetic": SyntheticConfig,
     }.items():
         cs.store(group="schema/dataset", name=name, node=node)

@@ -107,7 +107,7 @@ def _context(tmp_path: Path, **trainer) -> RunContext:
 
 
 def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    data = load_synthetic(".", num_samples=120, num_classes=3)
+    data = load_synthetic(num_samples=120, num_classes=3)
     with pytest.raises(TrainingError, match=r"epoch 3, step 2 \(global step 10\)") as caught:
         train(NaNAfter(bad_step=9), data, _context(tmp_path, epochs=5))  # 4 steps per epoch
     assert "\n" not in str(caught.value)
@@ -123,7 +123,7 @@ def test_the_cli_reports_a_nan_loss_in_one_line(run_cli):
 
 
 def test_the_wall_clock_budget_stops_cleanly_then_evaluates(tmp_path):
-    data = load_synthetic(".", num_samples=120, num_classes=3)
+    data = load_synthetic(num_samples=120, num_classes=3)
     prediction = train(NaNAfter(bad_step=10**9), data, _context(tmp_path, epochs=10**6, max_minutes=0.02))
     assert prediction.info["stopped_early"] and prediction.assignments.shape == (120,)
     assert 0.015 <= prediction.info["train_minutes"] < 0.5

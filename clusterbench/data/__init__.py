@@ -20,6 +20,10 @@ def build_dataset(cfg: DictConfig, seed: int) -> ImageDataset:
     if cfg.limit is not None and cfg.limit < 1:
         raise ConfigError("dataset.limit", f"{cfg.limit} is not a positive count; use null for the whole set")
     data = loader(**kwargs)
+    _, h, w = data.image_shape
+    if h != w:  # the backbones and the view recipes take square images
+        fix = "set dataset.image_size=S (crop or pad them to S×S)" if "image_size" in cfg else "crop or pad them to squares"
+        raise ConfigError("dataset", f"{data.name} images are {h}×{w} pixels, not square; {fix}")
     return stratified_subset(data, cfg.limit, seed)
 
 

@@ -1,32 +1,24 @@
 """ImageNet-Dog: the ImageNet train images of 15 dog breeds, as in the clustering literature
 (DAC, CC), read from an ImageNet train folder tree and resized to ``image_size``².
 
-Decoding ~19,500 JPEGs takes minutes, so the decoded array is cached under the root in
-``.clusterbench_cache/imagenet_dog_<size>.npz``, keyed by a hash of the file list (relative
-paths and sizes): adding, removing or replacing an image rebuilds it.
+A folder dataset with a fixed class list: the breed folders are found by wnid, and decoding and
+the cache (``.clusterbench_cache/imagenet_dog_<size>.npz`` under the root, rebuilt when an
+image is added, removed or replaced) are the folder dataset's (clusterbench.data.images). The
+default ``resize=stretch`` is CC's ``Resize((s, s))``, as this loader has always done.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import tempfile
-import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
-from PIL import Image
-from tqdm import tqdm
+from PIL import Image  # noqa: F401 - the decoder's PIL; tests patch Image.open through this module
 
 from clusterbench.data.dataset import ImageDataset, check_split
-from clusterbench.data.files import corrupt, data_root, first_line
+from clusterbench.data.files import data_root
+from clusterbench.data.images import DecodeOptions, ImageFile, describe_suffixes, find_image_files, load_images
 from clusterbench.errors import ConfigError, DatasetError
-
-log = logging.getLogger(__name__)
 
 # (wnid, name) in label order: the 15 breeds of DAC / CC's ImageNet-Dog
 BREEDS = [
@@ -47,20 +39,16 @@ BREEDS = [
     ("n02112137", "chow"),
 ]
 WNIDS = [w for w, _ in BREEDS]
-BILINEAR = getattr(Image, "Resampling", Image).BILINEAR  # Pillow < 9.1 has no Resampling
-SUFFIXES = {".jpeg", ".jpg", ".png"}
-CACHE_DIR = ".clusterbench_cache"
-# Bump when decoding changes (resampling, colour conversion), so old caches are rebuilt.
-CACHE_VERSION = "1:rgb:bilinear-antialias"
 HINT = (
     "ImageNet cannot be downloaded automatically: get the ILSVRC2012 train images from image-net.org "
     "and set dataset.root to the folder holding the wnid folders (or its parent holding train/)"
 )
 
 
-def find_images(base: Path) -> tuple[Path, list[Path], np.ndarray]:
-    """The folder holding the wnid folders, the image files (by breed, then file name) and
-    their labels. Either ``<root>/<wnid>/`` or ``<root>/train/<wnid>/`` is accepted."""
+def find_images(base: Path) -> tuple[Path, list[ImageFile], np.ndarray]:
+    """The folder holding the wnid folders, the image files (by breed, then path; named
+    relative to ``base``) and their labels. Either ``<root>/<wnid>/`` or
+    ``<root>/train/<wnid>/`` is accepted."""
     for folder in (base, base / "train"):
         present = [w for w in WNIDS if (folder / w).is_dir()]
         if present:
@@ -70,94 +58,20 @@ def find_images(base: Path) -> tuple[Path, list[Path], np.ndarray]:
     missing = [w for w in WNIDS if w not in present]
     if missing:
         raise DatasetError(f"imagenet_dog breed folders missing under {folder} (expected {', '.join(missing)}); {HINT}")
-    paths, labels = [], []
+    files: list[ImageFile] = []
+    labels: list[int] = []
     for label, wnid in enumerate(WNIDS):
-        try:
-            files = sorted(p for p in (folder / wnid).iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
-        except OSError as ex:
-            raise DatasetError(f"cannot list {folder / wnid}: {ex.strerror or first_line(ex)}; check that it is readable") from ex
-        if not files:
-            raise DatasetError(f"imagenet_dog folder {folder / wnid} holds no .JPEG/.jpg/.png images; {HINT}")
-        paths += files
-        labels += [label] * len(files)
-    return folder, paths, np.asarray(labels, dtype=np.int64)
+        found = find_image_files(folder / wnid, base)
+        if not found:
+            raise DatasetError(f"imagenet_dog folder {folder / wnid} holds no images ({describe_suffixes()}); {HINT}")
+        files += found
+        labels += [label] * len(found)
+    return folder, files, np.asarray(labels, dtype=np.int64)
 
 
-def list_key(folder: Path, paths: list[Path], image_size: int) -> str:
-    """A hash of everything the decoded array depends on: the relative paths and sizes of
-    the images, the output size and the decoding version."""
-    digest = hashlib.sha256(f"{CACHE_VERSION}\n{image_size}\n".encode())
-    for path in paths:
-        digest.update(f"{path.relative_to(folder).as_posix()}\t{path.stat().st_size}\n".encode())
-    return digest.hexdigest()
-
-
-def decode(path: Path, image_size: int) -> np.ndarray:
-    """One image as 3×S×S uint8: RGB, resized straight to S×S with bilinear filtering
-    (PIL antialiases when shrinking), as CC's ``Resize((s, s))`` on PIL images does."""
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB").resize((image_size, image_size), BILINEAR)
-            return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)  # H×W×C -> C×H×W
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as ex:
-        raise corrupt(path, f"not a readable image ({type(ex).__name__}: {first_line(ex)})", fix="replace or delete it") from ex
-
-
-def decode_all(paths: list[Path], image_size: int) -> np.ndarray:
-    """All images as N×3×S×S, decoded on a few threads (PIL releases the GIL while decoding
-    and resizing) with a progress bar; the order is the order of ``paths``."""
-    images = np.empty((len(paths), 3, image_size, image_size), dtype=np.uint8)
-    pool = ThreadPoolExecutor(min(8, os.cpu_count() or 1))
-    try:
-        decoded = pool.map(lambda p: decode(p, image_size), paths)
-        for i, image in enumerate(tqdm(decoded, total=len(paths), desc="decoding imagenet_dog", unit="img")):
-            images[i] = image
-    finally:
-        # on a corrupt file (or Ctrl-C) drop the queued images instead of decoding them all
-        pool.shutdown(wait=True, cancel_futures=True)
-    return images
-
-
-def read_cache(path: Path, key: str, count: int) -> Optional[np.ndarray]:
-    """The cached images if the cache exists and was built from the same file list."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as cache:
-            if str(cache["key"]) != key:
-                log.info("imagenet_dog: the image files changed since %s was written; decoding again", path)
-                return None
-            images = cache["images"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as ex:
-        log.warning("imagenet_dog: ignoring unreadable cache %s (%s); decoding again", path, first_line(ex))
-        return None
-    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != count:
-        log.warning("imagenet_dog: ignoring cache %s with unexpected shape %s; decoding again", path, images.shape)
-        return None
-    return images
-
-
-def write_cache(path: Path, key: str, images: np.ndarray) -> None:
-    """Write the cache atomically (a temporary file in the same folder, then a rename), so
-    an interrupted run or a concurrent reader never sees half a file. A read-only root just
-    means no cache."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem + ".", suffix=".tmp", delete=False) as f:
-            tmp = f.name
-            np.savez(f, images=images, key=np.asarray(key))
-        os.replace(tmp, path)
-    except OSError as ex:
-        log.warning("imagenet_dog: cannot write the cache %s (%s); images will be decoded again next time", path, first_line(ex))
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-
-def load_imagenet_dog(root: str, split: str = "all", download: bool = False, image_size: int = 96) -> ImageDataset:
+def load_imagenet_dog(
+    root: str, split: str = "all", download: bool = False, image_size: int = 96, resize: str = "stretch", skip_bad: bool = False
+) -> ImageDataset:
     """The ≈19,500 ImageNet train images of the 15 breeds as N×3×S×S uint8.
 
     Only ImageNet's train images are used, so ``all`` and ``train`` are the same set and
@@ -170,16 +84,19 @@ def load_imagenet_dog(root: str, split: str = "all", download: bool = False, ima
             f"imagenet_dog: ImageNet cannot be downloaded automatically; set dataset.download=false, get the ILSVRC2012 "
             f"train images from image-net.org and put the 15 dog wnid folders under {base} (or {base / 'train'})"
         )
-    if image_size < 1:
-        raise ConfigError("dataset.image_size", f"{image_size} is not a positive size in pixels; use e.g. 96")
-    folder, paths, labels = find_images(base)
-    key = list_key(folder, paths, image_size)
-    cache = base / CACHE_DIR / f"imagenet_dog_{image_size}.npz"
-    images = read_cache(cache, key, len(paths))
-    if images is None:
-        log.info("imagenet_dog: decoding %d images from %s (once; cached in %s)", len(paths), folder, cache)
-        images = decode_all(paths, image_size)
-        write_cache(cache, key, images)
-    data = ImageDataset("imagenet_dog", torch.from_numpy(images), torch.from_numpy(labels), [n for _, n in BREEDS], split)
-    data.info["source"] = str(folder)
+    if image_size is None:
+        raise ConfigError("dataset.image_size", "ImageNet images differ in size; use a size in pixels, e.g. 96")
+    options = DecodeOptions.checked(image_size, resize, "3")
+    folder, files, labels = find_images(base)
+    cache_name = f"imagenet_dog_{image_size}" if resize == "stretch" else f"imagenet_dog_{image_size}_{resize}"
+    decoded = load_images(base, files, options, cache_name, "imagenet_dog", skip_bad)
+    data = ImageDataset(
+        "imagenet_dog",
+        torch.from_numpy(decoded.images),
+        torch.from_numpy(labels[decoded.kept]),
+        [n for _, n in BREEDS],
+        split,
+        names=[files[i].name for i in decoded.kept],
+    )
+    data.info.update(source=str(folder), skipped=len(decoded.bad))
     return data

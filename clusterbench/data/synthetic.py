@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 
 from clusterbench.data.dataset import join_splits
+from clusterbench.data.folder import reject_root
 from clusterbench.errors import ConfigError
 
 TRAIN_SHARE = 5 / 6  # train = the first 5/6 of the images, test = the rest (as MNIST's 60k/10k)
 
 
 def load_synthetic(
-    root: str,
+    root: Optional[str] = None,
     split: str = "all",
     download: bool = False,
     num_samples: int = 600,
@@ -27,8 +30,10 @@ def load_synthetic(
 
     Classes are balanced and interleaved (label i mod K), so every split and subset holds all
     of them. The same arguments always give the same images: ``data_seed`` is separate from the
-    run's ``seed`` so that seeds vary the method, not the data.
+    run's ``seed`` so that seeds vary the method, not the data. A ``root`` is refused (it reads
+    no files).
     """
+    reject_root(root, "synthetic", "its images are generated in memory")
     for key, value, low in (("num_samples", num_samples, 2), ("num_classes", num_classes, 2), ("image_size", image_size, 4), ("channels", channels, 1)):
         if value < low:
             raise ConfigError(f"dataset.{key}", f"{value} is too small; use at least {low}")

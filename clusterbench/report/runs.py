@@ -66,9 +66,15 @@ def variant_of(overrides: Iterable[str]) -> str:
     return ",".join(sorted(o for o in overrides if not _matches(_key(o), NOT_VARIANT) and _key(o) != "method"))
 
 
+# A user's folder or array *is* its root or path: two folders are two datasets, never averaged.
+OWN_DATA = {"dataset=folder": "dataset.root", "dataset=array": "dataset.path"}
+
+
 def protocol_of(split: str, overrides: Iterable[str]) -> str:
     """``split=all`` plus every dataset option that changes which images are scored."""
-    extra = sorted(o for o in overrides if _key(o).startswith("dataset.") and _key(o) not in NOT_PROTOCOL)
+    overrides = list(overrides)
+    source = {OWN_DATA[o] for o in overrides if o in OWN_DATA}
+    extra = sorted(o for o in overrides if _key(o).startswith("dataset.") and (_key(o) not in NOT_PROTOCOL or _key(o) in source))
     return ",".join([f"split={split}", *extra])
 
 
