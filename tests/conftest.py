@@ -44,14 +44,31 @@ def run_cli(tmp_path, monkeypatch, capsys):
         run_dir = run_dir or tmp_path / f"run{counter['n']}"
         monkeypatch.setenv("HYDRA_FULL_ERROR", "")  # main() sets it to 1; restored after the test
         extra = [] if plots or any(a.startswith("plots.") for a in args) else ["plots.enabled=false"]
-        monkeypatch.setattr(sys, "argv", ["clusterbench", *args, *extra, f"hydra.run.dir={run_dir}"])
-        code = 0
-        try:
-            main()
-        except SystemExit as ex:
-            code = int(ex.code or 0)
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err, run_dir)
+        code, out, err = call_entry_point(main, ["clusterbench", *args, *extra, f"hydra.run.dir={run_dir}"], monkeypatch, capsys)
+        return CliResult(code, out, err, run_dir)
+
+    return run
+
+
+def call_entry_point(main, argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run a console entry point in this process: its exit status, stdout and stderr."""
+    monkeypatch.setattr(sys, "argv", argv)
+    code = 0
+    try:
+        main()
+    except SystemExit as ex:
+        code = int(ex.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def run_predict(monkeypatch, capsys):
+    """Run ``clusterbench-predict ARGS`` in this process (no progress bar): (status, stdout, stderr)."""
+    from clusterbench.predict import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        return call_entry_point(main, ["clusterbench-predict", *args, "--no-progress"], monkeypatch, capsys)
 
     return run
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ import torch
 
 from clusterbench import runfolder
 from clusterbench.cluster.state import assign, gmm_state, kmeans_state, posterior_state, prototype_state
-from clusterbench.predict import main as predict_main
 
 DATA = ["dataset=synthetic", "dataset.num_samples=96", "hardware=cpu"]
 DEEP = [*DATA, "trainer.batch_size=32", "trainer.epochs=2", "trainer.eval_every=0", "backbone=strided", "backbone.widths=[8,16]"]
@@ -38,24 +36,13 @@ KINDS = {"kmeans": "kmeans", "kmeans-pca-spherical": "kmeans", "gmm": "gmm", "ae
          "pcl": "kmeans", "swav-prototypes": "prototypes", "swav-kmeans": "kmeans", "deepcluster": "kmeans", "mice": "posterior"}
 
 
-def predict_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["clusterbench-predict", *args, "--no-progress"])
-    code = 0
-    try:
-        predict_main()
-    except SystemExit as ex:
-        code = int(ex.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def read_csv(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
 @pytest.mark.parametrize("name", list(METHODS))
-def test_every_method_exports_and_predicts_its_own_images_exactly(run_cli, monkeypatch, capsys, tmp_path, name):
+def test_every_method_exports_and_predicts_its_own_images_exactly(run_cli, run_predict, tmp_path, name):
     r = run_cli(*METHODS[name])
     assert r.code == 0, r.err
     own = read_csv(r.run_dir / "assignments.csv")
@@ -80,7 +67,7 @@ def test_every_method_exports_and_predicts_its_own_images_exactly(run_cli, monke
         assert all(0.0 < float(row["confidence"]) <= 1.0 for row in own)
 
     out = tmp_path / "pred"
-    code, stdout, err = predict_cli(monkeypatch, capsys, str(r.run_dir), "--out", str(out))
+    code, stdout, err = run_predict(str(r.run_dir), "--out", str(out))
     assert code == 0, err
     predicted = read_csv(out / runfolder.ASSIGNMENTS)
     assert [row["cluster"] for row in predicted] == [row["cluster"] for row in own]
@@ -91,36 +78,36 @@ def test_every_method_exports_and_predicts_its_own_images_exactly(run_cli, monke
     assert "96 images" in stdout
 
 
-def test_predict_assigns_new_images_and_checks_their_shape(run_cli, monkeypatch, capsys, tmp_path):
+def test_predict_assigns_new_images_and_checks_their_shape(run_cli, run_predict, tmp_path):
     r = run_cli(*METHODS["moco"])
     assert r.code == 0, r.err
-    code, _, err = predict_cli(monkeypatch, capsys, str(r.run_dir), "dataset.data_seed=7", "dataset.num_samples=30", "--out", str(tmp_path / "new"))
+    code, _, err = run_predict(str(r.run_dir), "dataset.data_seed=7", "dataset.num_samples=30", "--out", str(tmp_path / "new"))
     assert code == 0, err
     rows = read_csv(tmp_path / "new" / runfolder.ASSIGNMENTS)
     assert len(rows) == 30 and all(0 <= int(row["cluster"]) < 3 for row in rows)
-    code, _, err = predict_cli(monkeypatch, capsys, str(r.run_dir), "dataset.image_size=12")
+    code, _, err = run_predict(str(r.run_dir), "dataset.image_size=12")
     assert code == 2 and "1×12×12" in err and "dataset.image_size=8" in err and err.count("\n") == 1
-    code, _, err = predict_cli(monkeypatch, capsys, str(r.run_dir), "method=kmeans")
+    code, _, err = run_predict(str(r.run_dir), "method=kmeans")
     assert code == 2 and "dataset overrides only" in err
 
 
-def test_predict_needs_a_run_folder_of_this_version(run_cli, monkeypatch, capsys, tmp_path):
-    code, _, err = predict_cli(monkeypatch, capsys, str(tmp_path / "nowhere"))
+def test_predict_needs_a_run_folder_of_this_version(run_cli, run_predict, tmp_path):
+    code, _, err = run_predict(str(tmp_path / "nowhere"))
     assert code == 2 and "nowhere is not a folder" in err
     (tmp_path / "old").mkdir()
-    code, _, err = predict_cli(monkeypatch, capsys, str(tmp_path / "old"))
+    code, _, err = run_predict(str(tmp_path / "old"))
     assert code == 2 and "model.pt not found" in err and "older" in err
     r = run_cli(*METHODS["kmeans"])
     state = torch.load(r.run_dir / "model.pt", weights_only=True)
     torch.save({**state, "version": 0}, r.run_dir / "model.pt")
-    code, _, err = predict_cli(monkeypatch, capsys, str(r.run_dir))
+    code, _, err = run_predict(str(r.run_dir))
     assert code == 2 and "format version 0" in err
     (r.run_dir / "model.pt").write_bytes(b"not a zip")
-    code, _, err = predict_cli(monkeypatch, capsys, str(r.run_dir))
+    code, _, err = run_predict(str(r.run_dir))
     assert code == 2 and "not a readable clusterbench model" in err
 
 
-def test_a_budget_stopped_run_exports_the_model_it_evaluated(run_cli, monkeypatch, capsys, tmp_path):
+def test_a_budget_stopped_run_exports_the_model_it_evaluated(run_cli, run_predict, monkeypatch, tmp_path):
     """The budget stops mid-epoch: checkpoint.pt holds the last whole epoch, model.pt the scored model."""
     from clusterbench import engine
 
@@ -139,7 +126,7 @@ def test_a_budget_stopped_run_exports_the_model_it_evaluated(run_cli, monkeypatc
     assert checkpoint["step"] == 3  # the checkpoint is behind the evaluated model ...
     model = torch.load(r.run_dir / "model.pt", weights_only=True)
     assert any(not torch.equal(model["state_dict"][k], v) for k, v in checkpoint["model"].items() if v.is_floating_point())
-    code, _, err = predict_cli(monkeypatch, capsys, str(r.run_dir), "--out", str(tmp_path / "p"))  # ... and model.pt is the scored one
+    code, _, err = run_predict(str(r.run_dir), "--out", str(tmp_path / "p"))  # ... and model.pt is the scored one
     assert code == 0, err
     assert [row["cluster"] for row in read_csv(tmp_path / "p" / runfolder.ASSIGNMENTS)] == \
         [row["cluster"] for row in read_csv(r.run_dir / runfolder.ASSIGNMENTS)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ import torch
 from PIL import Image
 
 from clusterbench.data.synthetic import load_synthetic
-from clusterbench.predict import main as predict_main
 
 MOCO = ["method=moco", "method.queue_size=64", "method.head_hidden=32", "method.feature_dim=16", "trainer.batch_size=32",
         "trainer.epochs=2", "trainer.eval_every=1", "hardware=cpu"]
@@ -30,7 +28,7 @@ def unlabelled_npz(tmp_path):
 
 
 @pytest.mark.parametrize("method", [["method=kmeans", "method.restarts=2"], MOCO], ids=["kmeans", "moco"])
-def test_an_unlabelled_run_reports_internal_scores_and_exports(run_cli, unlabelled_npz, method, monkeypatch, capsys, tmp_path):
+def test_an_unlabelled_run_reports_internal_scores_and_exports(run_cli, run_predict, unlabelled_npz, method, tmp_path):
     r = run_cli(*method, "dataset=array", f"dataset.path={unlabelled_npz}", "method.num_clusters=3", plots=True)
     assert r.code == 0, r.err
     m = r.metrics()
@@ -49,8 +47,8 @@ def test_an_unlabelled_run_reports_internal_scores_and_exports(run_cli, unlabell
         assert all("nmi" not in rec and "acc" not in rec for rec in history)  # evaluations during training have nothing to score
         assert m["recipe"]["augment"].startswith("mnist") and m["recipe"]["backbone"].startswith("strided")
         assert "no recipe for array" in r.out + r.err
-    monkeypatch.setattr(sys, "argv", ["clusterbench-predict", str(r.run_dir), "--out", str(tmp_path / "pred"), "--no-progress"])
-    predict_main()
+    code, _, err = run_predict(str(r.run_dir), "--out", str(tmp_path / "pred"))
+    assert code == 0, err
     assert not (tmp_path / "pred" / "metrics.json").exists()  # nothing to score without labels
     with open(tmp_path / "pred" / "assignments.csv", newline="") as f:
         assert [row["cluster"] for row in csv.DictReader(f)] == [row["cluster"] for row in rows]

@@ -74,8 +74,16 @@ def protocol_of(split: str, overrides: Iterable[str]) -> str:
     """``split=all`` plus every dataset option that changes which images are scored."""
     overrides = list(overrides)
     source = {OWN_DATA[o] for o in overrides if o in OWN_DATA}
-    extra = sorted(o for o in overrides if _key(o).startswith("dataset.") and (_key(o) not in NOT_PROTOCOL or _key(o) in source))
+    extra = sorted(_short_source(o) if _key(o) in source else o for o in overrides
+                   if _key(o).startswith("dataset.") and (_key(o) not in NOT_PROTOCOL or _key(o) in source))
     return ",".join([f"split={split}", *extra])
+
+
+def _short_source(override: str) -> str:
+    """``dataset.root=/data/me/pets/`` → ``dataset.root=pets``: the folder's name keeps two
+    datasets apart in a report without a full path in every column heading."""
+    key, _, value = override.partition("=")
+    return f"{key}={Path(value.rstrip('/')).name or value}"
 
 
 @dataclass
