@@ -109,7 +109,11 @@ def run_experiment(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()
                 device = torch.device("cuda", dist.local_rank)
                 torch.cuda.set_device(device)
             out_dir = Path(D.broadcast_object(str(out_dir)))  # rank 0's folder: checkpoints are read from it
-        return _run(cfg, method, device, dist, out_dir, overrides, progress, start, started_at)
+        result = _run(cfg, method, device, dist, out_dir, overrides, progress, start, started_at)
+        # ranks leave together: a rank that tore the group down while rank 0 was still writing
+        # its results made gloo abort now and then (std::terminate in CI)
+        D.barrier()
+        return result
     finally:
         D.shutdown()
 
