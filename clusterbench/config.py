@@ -269,6 +269,52 @@ class MiCEConfig(DeepMethodConfig):
     feature_dim: int = 128  # embedding dim of each expert and of the gating (≥ K − 1)
 
 
+# --- clustering stage ---------------------------------------------------------------
+# ``cluster=...``: how a trained method's features become clusters (clusterbench.stages).
+
+
+@dataclass
+class StageConfig:
+    _target_: str = MISSING
+    name: str = MISSING
+
+
+@dataclass
+class KMeansStageConfig(StageConfig):
+    restarts: int = 3
+    niter: int = 50
+    normalize: bool = True  # L2-normalise the features first (cosine geometry)
+    backend: KMeansBackend = KMeansBackend.faiss
+
+
+@dataclass
+class GMMStageConfig(StageConfig):
+    pca_dim: Optional[int] = 50
+    covariance_type: CovarianceType = CovarianceType.full
+    restarts: int = 1
+    max_iter: int = 100
+    reg_covar: float = 1e-6
+    normalize: bool = True
+
+
+class UMAPMetric(str, Enum):
+    cosine = "cosine"
+    euclidean = "euclidean"
+
+
+@dataclass
+class UMAPStageConfig(StageConfig):
+    n_components: int = 10
+    n_neighbors: int = 20
+    min_dist: float = 0.0
+    metric: UMAPMetric = UMAPMetric.cosine
+    pca_dim: Optional[int] = None  # PCA before UMAP (faster neighbour search)
+    n_epochs: Optional[int] = None  # null: umap-learn's default (200 for large sets)
+    parallel: bool = False  # every core, not bit-reproducible; false: single-threaded, seeded
+    covariance_type: CovarianceType = CovarianceType.full
+    restarts: int = 1
+
+
 # --- backbone -----------------------------------------------------------------------
 # Every backbone is built with the dataset's ``in_channels`` and ``image_size`` as well.
 
@@ -417,6 +463,7 @@ class RunConfig:
     save_assignments: bool = True
     plots: PlotsConfig = field(default_factory=PlotsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    cluster: Any = None  # the clustering stage after training (conf/cluster/); null: the method's own read-out
     store: Optional[str] = None  # SQLite results store this run is appended to
     night: Optional[str] = None  # the nightly batch label; null: today's UTC date
     rerun: bool = False  # multirun: also re-run jobs whose folder holds a finished result
@@ -455,4 +502,6 @@ def register_schemas() -> None:
     }.items():
         cs.store(group="schema/backbone", name=name, node=node)
     cs.store(group="schema/augment", name="base", node=AugmentConfig)
+    for name, node in {"kmeans": KMeansStageConfig, "gmm": GMMStageConfig, "umap": UMAPStageConfig, "base": StageConfig}.items():
+        cs.store(group="schema/cluster", name=name, node=node)
     cs.store(group="schema/hardware", name="base", node=HardwareConfig)

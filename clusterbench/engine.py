@@ -168,13 +168,19 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
 
     labels = data.label_array()
 
-    def evaluate_now() -> tuple[dict[str, float], np.ndarray, torch.Tensor, dict[str, Any]]:
+    def evaluate_now(final: bool = False) -> tuple[dict[str, float], np.ndarray, torch.Tensor, dict[str, Any]]:
+        """Embed and cluster every image. Evaluations during training use the method's own
+        read-out (cheap); the final one the run's clustering stage (``cluster=...``) if any."""
         with timer("embed"):
             features = embed_all(method.embed)
         ids: np.ndarray = np.zeros(0, dtype=np.int64)
         scores: dict[str, float] = {}
         info: dict[str, Any] = {}
-        if dist.is_main:  # k-means on every rank would give the same answer, slower
+        if dist.is_main and final and ctx.cluster is not None:
+            with timer("cluster_stage"):
+                fit = ctx.cluster.fit(features, k, ctx.seed, method)
+            ids, info = fit.assignments, {**fit.info, "clusters": fit.clusters, "confidence": fit.confidence}
+        elif dist.is_main:  # k-means on every rank would give the same answer, slower
             with timer("cluster"):
                 ids, info = method.predict(features, k, ctx.seed)
             def scored(assignments: Any, prefix: str = "") -> dict[str, float]:
@@ -277,7 +283,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
 
     # 6. the final clustering, of the model as it is now: after a budget stop that is later than
     # the last checkpoint, and it is what the run exports (model.pt)
-    scores, ids, features, final = evaluate_now()
+    scores, ids, features, final = evaluate_now(final=True)
     if history:
         history[-1].update(scores)
         if dist.is_main:

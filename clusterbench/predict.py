@@ -156,19 +156,18 @@ def resolve(device: str) -> torch.device:
     return torch.device(device)
 
 
-def assign_images(
+def embed_images(
     state: dict[str, Any],
     run_cfg: DictConfig,
-    clusters: dict[str, np.ndarray],
     images: torch.Tensor,
     device: torch.device,
     batch_size: Optional[int] = None,
     progress: bool = True,
-) -> tuple[torch.Tensor, np.ndarray, Optional[np.ndarray]]:
-    """Rebuild the run's network from ``model.pt``, embed ``images`` (uint8 N×C×H×W) as the run
-    embedded its own, and assign them: features, ids and confidences."""
+) -> tuple[Any, torch.Tensor]:
+    """Rebuild the run's network from ``model.pt`` and embed ``images`` (uint8 N×C×H×W) as the
+    run embedded its own (same batch size, memory layout, evaluation mode): the method, ready
+    to ``assign``, and the features."""
     from clusterbench import distributed as D
-    from clusterbench.cluster.state import assign as assign_clusters
     from clusterbench.engine import embed_dataset
     from clusterbench.methods.base import RunContext
     from clusterbench.methods.classical import extract_features
@@ -180,9 +179,7 @@ def assign_images(
     backbone = build(run_cfg.backbone, in_channels=c, image_size=h)
     if not isinstance(method, DeepMethod):
         backbone.load_state_dict(state["state_dict"])
-        features = extract_features(images, RunContext(device=device, seed=int(run_cfg.seed), backbone=backbone, progress=progress))
-        ids, confidence = assign_clusters(clusters, features)
-        return features, ids, confidence
+        return method, extract_features(images, RunContext(device=device, seed=int(run_cfg.seed), backbone=backbone, progress=progress))
     method.configure_clusters(int(state["num_clusters"]))
     method.seed = int(run_cfg.seed)
     model = method.setup(backbone, InputShape(c, h))
@@ -195,6 +192,28 @@ def assign_images(
     with eval_mode(model):
         features = embed_dataset(method.embed, images.to(device), state["mean"], state["std"], batch_size or int(run_cfg.trainer.embed_batch_size),
                                  D.DistInfo(), channels_last, progress=progress)
+    return method, features
+
+
+def assign_images(
+    state: dict[str, Any],
+    run_cfg: DictConfig,
+    clusters: dict[str, np.ndarray],
+    images: torch.Tensor,
+    device: torch.device,
+    batch_size: Optional[int] = None,
+    progress: bool = True,
+) -> tuple[torch.Tensor, np.ndarray, Optional[np.ndarray]]:
+    """Embed ``images`` with the run's network and assign them with its clustering:
+    features, ids and confidences."""
+    from clusterbench.cluster.state import assign as assign_clusters
+    from clusterbench.methods.deep import DeepMethod, eval_mode
+
+    method, features = embed_images(state, run_cfg, images, device, batch_size, progress)
+    if not isinstance(method, DeepMethod):
+        ids, confidence = assign_clusters(clusters, features)
+        return features, ids, confidence
+    with eval_mode(method.model):
         ids, confidence = method.assign(features, clusters)
     return features, ids, confidence
 

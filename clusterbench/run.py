@@ -31,6 +31,7 @@ from clusterbench.methods.base import Method, Prediction, RunContext
 from clusterbench.methods.deep import DeepMethod
 from clusterbench.metrics import evaluate, internal_scores
 from clusterbench.recipes import Recipe, resolve_recipe
+from clusterbench.stages import Stage
 from clusterbench.provenance import config_hash, git_commit, library_versions
 from clusterbench.report import store
 from clusterbench.report.runs import protocol_of, variant_of
@@ -130,6 +131,7 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
 
     channels, size, _ = data.image_shape
     recipe = resolve_recipe(cfg, data.image_shape, overrides, deep=isinstance(method, DeepMethod))
+    stage = build_stage(cfg, method, data)
     ctx = RunContext(
         device=device,
         seed=cfg.seed,
@@ -141,6 +143,7 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         resume=cfg.resume,
         sync_bn=cfg.hardware.sync_bn,
         dist=dist,
+        cluster=stage,
     )
     prediction = method.fit_predict(data, ctx)
     if not dist.is_main:
@@ -175,6 +178,7 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         "device": str(device),
         "status": "completed",
         "method_info": prediction.info,
+        "cluster": None if stage is None else {"name": stage.name, **stage.settings()},  # the clustering stage: part of the protocol
         "recipe": recipe.chosen or None,  # what was chosen for a dataset without a recipe (clusterbench.recipes)
         "timings": timings,
         "run_id": uuid.uuid4().hex,
@@ -203,6 +207,20 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     print(format_table([result]))
     print(format_timings(timings) + f"   → {out_dir}")
     return result
+
+
+def build_stage(cfg: DictConfig, method: Method, data: ImageDataset) -> Optional[Stage]:
+    """The clustering stage ``cluster=...`` asks for, checked against the method before training."""
+    if cfg.get("cluster") is None:
+        return None
+    if not isinstance(method, DeepMethod):
+        raise ConfigError("cluster", f"cluster={cfg.cluster.name} follows a trained method; {method_name(cfg)} is a clustering "
+                          "itself (its options set its own fit): drop cluster=, or pick a deep method")
+    node = OmegaConf.to_container(cfg.cluster, resolve=True)
+    node.pop("name")  # the option's label, not a constructor argument
+    stage: Stage = build(OmegaConf.create(node))
+    stage.check(method, method.clusters_for(data))
+    return stage
 
 
 def write_exports(cfg: DictConfig, recipe: Recipe, method: Method, backbone: torch.nn.Module, data: ImageDataset, prediction: Prediction, out_dir: Path) -> None:

@@ -17,7 +17,9 @@ Keys every state has:
 Kind-specific keys: ``centroids`` and ``spherical`` (kmeans); ``weights``, ``means``,
 ``covariances``, ``precisions_cholesky``, ``covariance_type`` (gmm, scikit-learn's names);
 ``prototypes`` and ``temperature`` (prototypes); ``gating_centres`` and
-``expert_prototypes`` (posterior: kept for reuse, the assignment needs only the features).
+``expert_prototypes`` (posterior: kept for reuse, the assignment needs only the features);
+umap: the gmm keys of the mixture in the UMAP space, plus ``train_features``,
+``train_embedding``, ``n_neighbors`` and ``metric`` (``clusterbench.stages.umap.place``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 from clusterbench.cluster.kmeans import assign as nearest_centroid
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
-KINDS = ("kmeans", "gmm", "prototypes", "posterior")
+KINDS = ("kmeans", "gmm", "prototypes", "posterior", "umap")
 
 
 def _np(x: Any) -> np.ndarray:
@@ -93,7 +95,11 @@ def assign(state: dict[str, Any], features: ArrayLike) -> tuple[np.ndarray, Opti
             x = F.normalize(x, dim=1)
         ids, _ = nearest_centroid(x, centroids, bool(state["spherical"]))
         return ids.cpu().numpy(), None
-    if kind == "gmm":
+    if kind in ("gmm", "umap"):
+        if kind == "umap":  # a GMM in the UMAP space: place the points there first
+            from clusterbench.stages.umap import place
+
+            x = torch.from_numpy(place(state, x))
         model = gmm_from_state(state)
         prob = model.predict_proba(x.cpu().numpy().astype(np.float64))
         return model.predict(x.cpu().numpy().astype(np.float64)).astype(np.int64), prob.max(1)

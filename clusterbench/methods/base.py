@@ -39,6 +39,7 @@ class RunContext:
     resume: bool = False
     sync_bn: bool = False  # under DDP: convert BatchNorm layers to SyncBatchNorm
     dist: DistInfo = field(default_factory=DistInfo)
+    cluster: Any = None  # the clustering stage after training (clusterbench.stages.Stage); None: the method's own read-out
 
 
 @dataclass

@@ -76,6 +76,8 @@ class DeepMethod(Method):
     views_needed: Optional[int] = None
     #: False: ``batch.views`` is one un-augmented (standardised) view, and no views are made
     augmented: bool = True
+    #: the method assigns clusters itself (``cluster=own``: SwAV's prototypes, MiCE's posterior)
+    own_assignment: bool = False
 
     def __init__(self, num_clusters: Optional[int] = None, kmeans_restarts: int = 3) -> None:
         super().__init__(num_clusters)

@@ -171,6 +171,8 @@ class MiCENet(nn.Module):
 class MiCE(DeepMethod):
     """MiCE with linear expert and gating heads on a shared backbone (the official design)."""
 
+    own_assignment = True  # cluster=own: the posterior argmax
+
     views_needed = 2  # student and teacher; a third view, when the recipe makes one, feeds the gating
 
     def __init__(

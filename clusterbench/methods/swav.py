@@ -156,6 +156,8 @@ class SwAVNet(nn.Module):
 class SwAV(DeepMethod):
     """SwAV with multi-crop, the Sinkhorn–Knopp codes, the prototype freeze and the queue."""
 
+    own_assignment = True  # cluster=own: the prototype argmax
+
     views_needed = 2
 
     def __init__(
