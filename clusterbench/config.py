@@ -277,6 +277,9 @@ class MiCEConfig(DeepMethodConfig):
 class StageConfig:
     _target_: str = MISSING
     name: str = MISSING
+    # minutes of trainer.max_minutes kept for this stage: training stops that much earlier, so
+    # the budget covers the whole run (null: the stage runs after the budget)
+    minutes: Optional[float] = None
 
 
 @dataclass

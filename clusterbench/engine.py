@@ -122,7 +122,9 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     # 3. resume
     out_dir = ctx.out_dir or Path(".")
     path = out_dir / ckpt.CHECKPOINT
-    clock = Clock(None if cfg.max_minutes is None else 60.0 * cfg.max_minutes)
+    # the budget covers the whole run: a clustering stage's share (cluster.minutes) is kept back
+    reserve = getattr(ctx.cluster, "minutes", None) or 0.0
+    clock = Clock(None if cfg.max_minutes is None else 60.0 * (cfg.max_minutes - reserve))
     start_epoch, step, history = 0, 0, []
     if ctx.resume and path.exists():
         state = ckpt.load(path, map_location=torch.device("cpu"))  # RNG states must be CPU bytes; load_state_dict copies to the device

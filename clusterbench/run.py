@@ -218,7 +218,14 @@ def build_stage(cfg: DictConfig, method: Method, data: ImageDataset) -> Optional
                           "itself (its options set its own fit): drop cluster=, or pick a deep method")
     node = OmegaConf.to_container(cfg.cluster, resolve=True)
     node.pop("name")  # the option's label, not a constructor argument
+    minutes = node.pop("minutes", None)
     stage: Stage = build(OmegaConf.create(node))
+    if minutes is not None:
+        budget = cfg.trainer.max_minutes
+        if minutes <= 0 or budget is None or minutes >= budget:
+            raise ConfigError("cluster.minutes", f"{minutes} minutes kept for the stage out of trainer.max_minutes={budget}; "
+                              "use a positive share smaller than the budget (or null)")
+        stage.minutes = float(minutes)
     stage.check(method, method.clusters_for(data))
     return stage
 

@@ -38,7 +38,7 @@ def test_the_kmeans_stage_is_the_default_read_out(run_cli):
     assert plain.code == 0 and staged.code == 0, staged.err
     assert clusters_of(plain.run_dir) == clusters_of(staged.run_dir) and plain.scores() == staged.scores()
     assert plain.metrics()["cluster"] is None
-    assert staged.metrics()["cluster"] == {"name": "kmeans", "restarts": 3, "niter": 50, "normalize": True, "backend": "faiss"}
+    assert staged.metrics()["cluster"] == {"name": "kmeans", "restarts": 3, "niter": 50, "normalize": True, "backend": "faiss", "minutes": None}
 
 
 @pytest.mark.parametrize("stage", [["cluster=gmm", "cluster.pca_dim=8"], UMAP_SMALL], ids=["gmm", "umap"])
@@ -79,6 +79,8 @@ def test_own_assignments_of_swav_and_mice(run_cli):
     (("method=kmeans", "dataset=synthetic", "cluster=gmm"), "follows a trained method"),
     ((*MOCO, "cluster=umap", "cluster.metric=manhattan"), "cluster.metric"),
     ((*MOCO, "cluster=tsne"), "cluster=tsne is not a known option"),
+    ((*MOCO, "cluster=gmm", "cluster.minutes=1"), "cluster.minutes"),  # no trainer.max_minutes to take it from
+    ((*MOCO, "cluster=gmm", "cluster.minutes=2", "trainer.max_minutes=1"), "cluster.minutes"),
 ])
 def test_impossible_stages_are_one_line_errors_before_training(run_cli, args, words):
     r = run_cli(*args)
@@ -101,3 +103,20 @@ def test_umap_places_a_training_image_exactly_and_a_new_one_among_its_neighbours
     placed = place(state, torch.cat([train, torch.tensor([[0.95, 0.05], [0.05, 0.95]])]))
     assert np.array_equal(placed[:4], embedding)  # each training point: its own coordinates
     assert placed[4].tolist() == [1.0, 0.0] and placed[5].tolist() == [11.0, 10.0]  # the mean of its 2 nearest
+
+
+def test_the_budget_covers_the_stage(run_cli, monkeypatch):
+    """cluster.minutes is taken from trainer.max_minutes: training gets the rest."""
+    from clusterbench import engine
+
+    budgets = []
+    original = engine.Clock.__init__
+
+    def record(self, budget_s, *args, **kwargs):
+        budgets.append(budget_s)
+        original(self, budget_s, *args, **kwargs)
+
+    monkeypatch.setattr(engine.Clock, "__init__", record)
+    r = run_cli(*MOCO, "cluster=gmm", "cluster.pca_dim=8", "cluster.minutes=0.5", "trainer.max_minutes=2")
+    assert r.code == 0, r.err
+    assert budgets == [90.0] and r.metrics()["cluster"]["minutes"] == 0.5

@@ -25,6 +25,8 @@ class Stage(ABC):
     """Clusters a trained method's features (``method.embed`` of the un-augmented images)."""
 
     name: str = "stage"
+    #: minutes of ``trainer.max_minutes`` kept for this stage (set from ``cluster.minutes``)
+    minutes: Optional[float] = None
 
     def check(self, method: Any, k: int) -> None:
         """Reject, before any training, a method (or K) this stage cannot follow."""
@@ -35,4 +37,4 @@ class Stage(ABC):
 
     def settings(self) -> dict[str, Any]:
         """The stage's settings, recorded with the result (the protocol)."""
-        return {key: value for key, value in vars(self).items() if not key.startswith("_")}
+        return {key: value for key, value in vars(self).items() if not key.startswith("_")} | {"minutes": self.minutes}
