@@ -267,7 +267,10 @@ def warm_up(threads: int, seed: int, d: int) -> float:
 
 def fmt(r: Row) -> str:
     same = "" if r.same_embedding is None else (
-        "yes (identical)" if r.same_embedding else ("labels identical" if r.same_assignments else "no")
+        "yes (identical)" if r.same_embedding else (
+            "labels identical" if r.same_assignments
+            else f"no: {r.extra.get('agreement_acc', 0):.2f}% of labels agree (matched), ARI {r.extra.get('agreement_ari', 0):.1f}"
+        )
     )
     return (
         f"| {r.run} | {r.setting}{'' if r.repeat == 0 else ' (2nd)'} | {r.pca_s:.1f} | {r.knn_s:.1f} | {r.spectral_s:.1f} | "
@@ -329,6 +332,9 @@ def main() -> None:
                     row.same_embedding = bool(np.array_equal(z0, z))
                     row.same_assignments = bool(np.array_equal(p0, pred))
                     row.extra["max_abs_embedding_diff"] = float(np.max(np.abs(z0 - z)))
+                    agree = evaluate(p0, pred)
+                    row.extra["agreement_acc"] = round(100 * agree["acc"], 2)
+                    row.extra["agreement_ari"] = round(100 * agree["ari"], 2)
                 print(fmt(row), flush=True)
                 if args.json:
                     with open(args.json, "a") as f:
