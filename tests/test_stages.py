@@ -120,3 +120,19 @@ def test_the_budget_covers_the_stage(run_cli, monkeypatch):
     r = run_cli(*MOCO, "cluster=gmm", "cluster.pca_dim=8", "cluster.minutes=0.5", "trainer.max_minutes=2")
     assert r.code == 0, r.err
     assert budgets == [90.0] and r.metrics()["cluster"]["minutes"] == 0.5
+
+
+def test_runs_of_different_stages_get_their_own_rows_and_no_published_numbers(tmp_path):
+    from fabricate import fabricate_run
+
+    from clusterbench.report.runs import load_runs
+    from clusterbench.report.table import aggregate, load_references
+
+    fabricate_run(tmp_path / "a", "moco", "cifar10", 0, {"nmi": 0.5, "acc": 0.6, "ari": 0.4})
+    fabricate_run(tmp_path / "b", "moco", "cifar10", 0, {"nmi": 0.7, "acc": 0.8, "ari": 0.6}, overrides=["cluster=umap"])
+    fabricate_run(tmp_path / "c", "moco", "cifar10", 1, {"nmi": 0.7, "acc": 0.8, "ari": 0.6}, overrides=["cluster=umap", "cluster.n_epochs=100"])
+    report = aggregate(load_runs([tmp_path]), references=load_references())
+    assert set(report.cells) == {("moco", "cifar10"), ("moco (cluster=umap)", "cifar10"), ("moco (cluster.n_epochs=100,cluster=umap)", "cifar10")}
+    assert all(c.n == 1 for c in report.cells.values())
+    assert ("moco", "cifar10") in report.published  # the paper's own read-out (k-means) meets the paper's row ...
+    assert ("moco (cluster=umap)", "cifar10") not in report.published  # ... another stage does not
