@@ -39,10 +39,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--stage-minutes", type=float, default=1.25)
     parser.add_argument("--root", type=Path, default=SHARED_DATA)
+    parser.add_argument("--out", type=Path, default=None, help="keep the run folders here (default: a temporary folder)")
     args = parser.parse_args()
 
     print("| method | read-out | NMI % | ACC % | ARI % | wall s (run) | stage s (share) | epochs |\n|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.out or Path(scratch)
         for method in args.methods:
             runs, kms = [], []
             for seed in range(args.seeds):

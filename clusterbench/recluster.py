@@ -77,7 +77,8 @@ def recluster(run_dir: Path, overrides: Sequence[str], out: Optional[Path] = Non
     except (OSError, json.JSONDecodeError):
         raise runfolder.RunFolderError(f"{run_dir / 'metrics.json'} is missing or unreadable: the run did not finish; run it again") from None
     run_cfg = OmegaConf.create(state["config"])
-    cfg = OmegaConf.merge(run_cfg, {"cluster": OmegaConf.to_container(stage_config(overrides), resolve=True)})
+    cfg = OmegaConf.create(state["config"])
+    cfg.cluster = OmegaConf.create(OmegaConf.to_container(stage_config(overrides), resolve=True))  # replaces the run's stage, never merges into it
     data = build_dataset(run_cfg.dataset, int(run_cfg.seed))
     stage = build_stage(cfg, build(run_cfg.method), data)  # checked against the method before anything is embedded
     assert stage is not None

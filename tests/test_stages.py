@@ -59,6 +59,10 @@ def test_a_stage_in_the_run_equals_the_stage_on_the_finished_run(run_cli, run_re
     code, _, err = run_predict(str(tmp_path / "again"), "--out", str(tmp_path / "pred"))
     assert code == 0, err
     assert clusters_of(tmp_path / "pred") == clusters_of(staged.run_dir)
+    # another stage on the staged run replaces its stage: k-means gives the plain run's clusters
+    code, _, err = run_recluster(str(staged.run_dir), "cluster=kmeans", "--out", str(tmp_path / "km"))
+    assert code == 0, err
+    assert clusters_of(tmp_path / "km") == clusters_of(plain.run_dir)
 
 
 def test_own_assignments_of_swav_and_mice(run_cli):
