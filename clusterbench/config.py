@@ -315,7 +315,7 @@ class UMAPStageConfig(StageConfig):
     n_epochs: Optional[int] = None  # null: umap-learn's default (200 for large sets)
     parallel: bool = False  # every core, not bit-reproducible; false: single-threaded, seeded
     covariance_type: CovarianceType = CovarianceType.full
-    restarts: int = 1
+    restarts: int = 3  # GMM restarts: one can stop in a local optimum that merges two clusters
 
 
 # --- backbone -----------------------------------------------------------------------

@@ -44,7 +44,7 @@ class UMAPStage(Stage):
 
     def __init__(self, n_components: int = 10, n_neighbors: int = 20, min_dist: float = 0.0, metric: str = "cosine",
                  pca_dim: Optional[int] = None, n_epochs: Optional[int] = None, parallel: bool = False,
-                 covariance_type: str = "full", restarts: int = 1) -> None:
+                 covariance_type: str = "full", restarts: int = 3) -> None:
         require_positive("cluster.n_components", n_components)
         require_positive("cluster.n_neighbors", n_neighbors)
         require_positive("cluster.pca_dim", pca_dim, allow_none=True)
