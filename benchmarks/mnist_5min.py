@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["deepcluster"], choices=METHODS)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--stage-minutes", type=float, default=1.25)
+    parser.add_argument("--stage-minutes", type=float, default=1.5)
     parser.add_argument("--root", type=Path, default=SHARED_DATA)
     parser.add_argument("--out", type=Path, default=None, help="keep the run folders here (default: a temporary folder)")
     args = parser.parse_args()
@@ -50,7 +50,7 @@ def main() -> None:
             for seed in range(args.seeds):
                 run_dir = Path(tmp) / f"{method}{seed}"
                 overrides = [f"method={method}", "dataset=mnist", f"dataset.root={args.root}", "cluster=umap",
-                             f"trainer.max_minutes={args.minutes}", f"cluster.minutes={args.stage_minutes}", "cluster.n_epochs=100",
+                             f"trainer.max_minutes={args.minutes}", f"cluster.minutes={args.stage_minutes}", "cluster.n_epochs=50",
                              f"seed={seed}", "hardware=cpu"]
                 runs.append(run_clusterbench(overrides, run_dir))
                 kms.append(recluster_kmeans(run_dir, Path(tmp) / f"{method}{seed}_kmeans"))
