@@ -1,7 +1,11 @@
 """UMAP + GMM read-out of a run folder's features: wall time and NMI / ACC / ARI of a grid of settings.
 
     python benchmarks/umap_stage.py RUN_DIR [RUN_DIR ...] [--settings a b ...] [--twice a b ...]
-                                    [--gmm-grid-on NAME] [--seed 0] [--threads 2] [--json OUT]
+                                    [--gmm-n-init 3] [--gmm-grid-on NAME ...] [--gmm-seeds 10]
+                                    [--no-warmup] [--seed 0] [--threads 2] [--json OUT]
+
+    # the recommended read-out (reproducible), timed as a fresh process would pay it:
+    python benchmarks/umap_stage.py /tmp/dc_mnist --settings h_seed50_pcainit --gmm-n-init 3 --no-warmup
 
 RUN_DIR holds ``features.npy`` (N × D; the CLI with ``export.features_dtype=float32``) and
 ``assignments.csv`` (its ``label`` column: the true class names), e.g. the folder of
@@ -9,7 +13,8 @@ RUN_DIR holds ``features.npy`` (N × D; the CLI with ``export.features_dtype=flo
 
 Everything runs in one process. numba's JIT compile (umap-learn and pynndescent) is paid once, on a
 small random input, before any timed setting, and reported on its own line: it is a one-off per
-process (less with a warm on-disk cache, ``NUMBA_CACHE_DIR``), not part of any row.
+process (less with a warm on-disk cache, ``NUMBA_CACHE_DIR``), not part of any row. ``--no-warmup``
+skips it, so that the first row pays the compile as a fresh process would.
 
 Settings (all UMAP: 10 dims, n_neighbors 20, min_dist 0, cosine; GMM: 10 components, full covariance,
 k-means initialisation, n_init 1, reg_covar 1e-6, seeded — the METHODS.md "Measured here" read-out):
@@ -43,7 +48,9 @@ embedding and the cluster assignments are identical.
 
 Each row splits the UMAP seconds into kNN (pynndescent or faiss), spectral initialisation and the
 SGD layout (the rest of ``fit``: fuzzy graph, curve fit, hashing, is "other"), by wrapping umap-learn's
-module-level ``nearest_neighbors``, ``spectral_layout`` and ``simplicial_set_embedding``.
+module-level ``nearest_neighbors``, ``spectral_layout`` and ``simplicial_set_embedding``. ``init="pca"``
+and ``"tswspectral"`` are not wrapped: their cost is in the SGD column (pca: ≈ 0.3 s).
+"load" is the 1-minute load average at the end of the row: above ≈ 2 the 2 cores were shared.
 """
 
 from __future__ import annotations

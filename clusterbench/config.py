@@ -316,6 +316,7 @@ class UMAPStageConfig(StageConfig):
     parallel: bool = False  # every core, not bit-reproducible; false: single-threaded, seeded
     covariance_type: CovarianceType = CovarianceType.full
     restarts: int = 3  # GMM restarts: one can stop in a local optimum that merges two clusters
+    init: str = "spectral"  # spectral (umap-learn's, N2D's) | pca (faster, same MNIST scores)
 
 
 # --- backbone -----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from clusterbench.stages.base import Stage, StageFit
 from clusterbench.stages.gmm import reduce
 
 METRICS = ("cosine", "euclidean")
+INITS = ("spectral", "pca")  # spectral: umap-learn's (and N2D's); pca: 5 s less on MNIST-70k, same scores
 CHUNK = 4096  # query rows per similarity block when placing new images
 
 
@@ -44,7 +45,7 @@ class UMAPStage(Stage):
 
     def __init__(self, n_components: int = 10, n_neighbors: int = 20, min_dist: float = 0.0, metric: str = "cosine",
                  pca_dim: Optional[int] = None, n_epochs: Optional[int] = None, parallel: bool = False,
-                 covariance_type: str = "full", restarts: int = 3) -> None:
+                 covariance_type: str = "full", restarts: int = 3, init: str = "spectral") -> None:
         require_positive("cluster.n_components", n_components)
         require_positive("cluster.n_neighbors", n_neighbors)
         require_positive("cluster.pca_dim", pca_dim, allow_none=True)
@@ -52,12 +53,14 @@ class UMAPStage(Stage):
         require_positive("cluster.restarts", restarts)
         if metric not in METRICS:
             raise ConfigError("cluster.metric", f"'{metric}' is not offered; use {' or '.join(METRICS)}")
+        if init not in INITS:
+            raise ConfigError("cluster.init", f"'{init}' is not offered; use {' or '.join(INITS)}")
         if min_dist < 0:
             raise ConfigError("cluster.min_dist", f"{min_dist} is negative; use 0 (N2D) or a small positive value")
         self.n_components, self.n_neighbors, self.min_dist, self.metric = n_components, n_neighbors, min_dist, metric
         self.pca_dim, self.n_epochs, self.parallel = pca_dim, n_epochs, parallel
         self.covariance_type = str(getattr(covariance_type, "value", covariance_type))
-        self.restarts = restarts
+        self.restarts, self.init = restarts, init
 
     def fit(self, features: torch.Tensor, k: int, seed: int, method: Any) -> StageFit:
         UMAP = _umap_class()
@@ -65,7 +68,7 @@ class UMAPStage(Stage):
         if self.n_neighbors >= len(x):
             raise ConfigError("cluster.n_neighbors", f"{self.n_neighbors} neighbours of {len(x)} images; use fewer")
         reducer = UMAP(n_components=self.n_components, n_neighbors=self.n_neighbors, min_dist=self.min_dist, metric=self.metric,
-                       n_epochs=self.n_epochs, random_state=None if self.parallel else seed, n_jobs=-1 if self.parallel else 1)
+                       n_epochs=self.n_epochs, init=self.init, random_state=None if self.parallel else seed, n_jobs=-1 if self.parallel else 1)
         embedding = np.ascontiguousarray(reducer.fit_transform(x.cpu().numpy()), dtype=np.float32)  # N×n_components
         result = gmm(embedding, k, covariance_type=self.covariance_type, restarts=self.restarts, seed=seed)
         state = {
