@@ -39,7 +39,7 @@ def test_every_backbone_hardware_and_augment_option_composes(compose, group):
         OmegaConf.to_container(cfg[group], resolve=True)
 
 
-@pytest.mark.parametrize("experiment", options("experiment"))
+@pytest.mark.parametrize("experiment", [o for o in options("experiment") if o.endswith("_cifar10")])
 def test_every_experiment_recipe_composes(compose, experiment):
     """The papers' CIFAR recipes: method, dataset, backbone and augmentation all chosen by the file."""
     cfg = compose(f"experiment={experiment}")
@@ -89,3 +89,14 @@ def test_dataset_specific_keys_exist_only_where_they_mean_something(compose):
 def test_dataset_root_follows_the_environment(compose, monkeypatch):
     monkeypatch.setenv("CLUSTERBENCH_DATA", "/somewhere")
     assert OmegaConf.to_container(compose("dataset=mnist").dataset, resolve=True)["root"] == "/somewhere"
+
+
+def test_the_mnist_5min_recipe_keeps_time_for_its_stage(compose):
+    cfg = compose("experiment=mnist_5min")
+    assert cfg.method._target_.endswith("DeepCluster") and cfg.dataset.name == "mnist"
+    assert cfg.cluster.name == "umap" and 0 < cfg.cluster.minutes < cfg.trainer.max_minutes == 5
+    OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_every_experiment_is_tested():
+    assert set(options("experiment")) == {"moco_cifar10", "pcl_cifar10", "swav_cifar10", "deepcluster_cifar10", "mice_cifar10", "mnist_5min"}
