@@ -25,9 +25,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from clusterbench.errors import ClusterbenchError, ConfigError
+from clusterbench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 USER_ERROR = 2
@@ -77,26 +77,13 @@ def dataset_config(run_cfg: DictConfig, overrides: Sequence[str], input_shape: S
     # A user's images are decoded to what the network takes, unless the overrides say otherwise.
     given = {o.split("=", 1)[0] for o in overrides}
     channels, size = int(input_shape[0]), int(input_shape[1])
-    with _open(dataset):
+    with open_dict(dataset):
         if "image_size" in dataset and "dataset.image_size" not in given:
             dataset.image_size = size
         if "channels" in dataset and "dataset.channels" not in given:
             dataset.channels = str(channels) if isinstance(dataset.channels, str) else channels
     log.info("predicting %s (overrides: %s)", chosen, " ".join(overrides))
     return dataset
-
-
-class _open:
-    """Struct and read-only off for a node, on again after."""
-
-    def __init__(self, node: DictConfig) -> None:
-        self.node = node
-
-    def __enter__(self) -> None:
-        OmegaConf.set_struct(self.node, False)
-
-    def __exit__(self, *_: Any) -> None:
-        OmegaConf.set_struct(self.node, True)
 
 
 def predict(run_dir: Path, overrides: Sequence[str] = (), out: Optional[Path] = None, device: str = "auto",
@@ -230,7 +217,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # composition errors as exceptions, described below
     try:
         summary = predict(args.run_dir, args.overrides, args.out, args.device, args.batch_size, progress=not args.no_progress)
-    except (ClusterbenchError, Exception) as ex:  # noqa: BLE001 — describe() keeps bugs' tracebacks
+    except Exception as ex:  # noqa: BLE001 — describe() keeps bugs' tracebacks
         message = describe(ex)
         if message is None:
             raise
