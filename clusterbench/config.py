@@ -319,6 +319,29 @@ class UMAPStageConfig(StageConfig):
     init: str = "spectral"  # spectral (umap-learn's, N2D's) | pca (faster, same MNIST scores)
 
 
+@dataclass
+class SCANStageConfig(StageConfig):
+    """SCAN (Van Gansbeke et al. 2020): neighbours → clustering heads → self-labelling."""
+
+    num_neighbors: int = 20
+    entropy_weight: float = 5.0  # λ of the SCAN loss
+    num_heads: int = 10  # heads trained side by side; the lowest SCAN loss is kept
+    select_entropy_weight: float = 1.0  # the entropy's weight when choosing the head (the authors' code: 1)
+    update_head_only: bool = False  # SCAN step: freeze the pretext network (the authors' ImageNet setting)
+    epochs: int = 50  # SCAN step
+    batch_size: int = 128  # anchors per step (each brings one neighbour)
+    selflabel_epochs: int = 200  # 0: no self-labelling
+    selflabel_batch_size: int = 1000
+    threshold: float = 0.99  # confident: max p > threshold
+    class_balance: bool = True  # weight each pseudo-class by n / n_c in the cross-entropy
+    optimizer: Optimizer = Optimizer.adam
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    selflabel_share: float = 0.5  # of cluster.minutes, for self-labelling (the rest: the SCAN step)
+    eval_every: int = 0  # epochs between evaluations inside each step (0: at its end only)
+    neighbor_backend: str = "auto"  # auto (faiss on the CPU, torch on a GPU) | faiss | torch
+
+
 # --- backbone -----------------------------------------------------------------------
 # Every backbone is built with the dataset's ``in_channels`` and ``image_size`` as well.
 
@@ -506,6 +529,7 @@ def register_schemas() -> None:
     }.items():
         cs.store(group="schema/backbone", name=name, node=node)
     cs.store(group="schema/augment", name="base", node=AugmentConfig)
-    for name, node in {"kmeans": KMeansStageConfig, "gmm": GMMStageConfig, "umap": UMAPStageConfig, "base": StageConfig}.items():
+    for name, node in {"kmeans": KMeansStageConfig, "gmm": GMMStageConfig, "umap": UMAPStageConfig, "scan": SCANStageConfig,
+                       "base": StageConfig}.items():
         cs.store(group="schema/cluster", name=name, node=node)
     cs.store(group="schema/hardware", name="base", node=HardwareConfig)

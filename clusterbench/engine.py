@@ -91,9 +91,10 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     if method.augmented and method.views_needed is not None and augment.num_views < method.views_needed:
         raise ConfigError("augment", f"{method.name} needs {method.views_needed} views per image but augment={ctx.augment.name} makes {augment.num_views}")
     per_rank = cfg.batch_size // dist.world_size
-    steps_per_epoch = n // cfg.batch_size  # the last partial batch is dropped: queues need full batches
+    # the last partial batch is dropped: queues need full batches
+    steps_per_epoch = n * method.rows_per_image // cfg.batch_size
     if steps_per_epoch == 0:
-        raise ConfigError("trainer.batch_size", f"{cfg.batch_size} is larger than the {n} training images; lower it")
+        raise ConfigError("trainer.batch_size", f"{cfg.batch_size} is larger than the {n * method.rows_per_image} rows of an epoch; lower it")
 
     method.seed, method.dist = ctx.seed, dist
     method.check_batch(per_rank)
@@ -121,11 +122,15 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
 
     # 3. resume
     out_dir = ctx.out_dir or Path(".")
-    path = out_dir / ckpt.CHECKPOINT
+    path = out_dir / ctx.checkpoint_name
     # the budget covers the whole run: a clustering stage's share (cluster.minutes) is kept back
     reserve = getattr(ctx.cluster, "minutes", None) or 0.0
     clock = Clock(None if cfg.max_minutes is None else 60.0 * (cfg.max_minutes - reserve))
     start_epoch, step, history = 0, 0, []
+    finished = False  # a resume from the final checkpoint of a step (ctx.keep_final) trains no more
+    # a stage that trains on (SCAN) starts from the final model, so a resume must find it
+    keep_final = bool(cfg.checkpoint_every) and (ctx.keep_final or getattr(ctx.cluster, "trains", False))
+    stopped_early = False
     if ctx.resume and path.exists():
         state = ckpt.load(path, map_location=torch.device("cpu"))  # RNG states must be CPU bytes; load_state_dict copies to the device
         try:
@@ -140,11 +145,12 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         view_gen.set_state(state["view_gen"][dist.rank].cpu())  # generator states are CPU bytes, CUDA ones too
         start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
         clock.before_s = float(state["elapsed"])
-        log.info("resumed from %s at epoch %d (step %d)", path, start_epoch, step)
+        finished, stopped_early = bool(state.get("finished", False)), bool(state.get("stopped_early", False))
+        log.info("resumed from %s at epoch %d (step %d)%s", path, start_epoch, step, ": training had finished" if finished else "")
     elif ctx.resume:
         log.info("resume=true but %s holds no checkpoint: starting from scratch", out_dir)
 
-    def save_checkpoint(epoch: int) -> None:
+    def save_checkpoint(epoch: int, final: bool = False) -> None:
         view_states = D.all_gather(view_gen.get_state().to(device)[None]).cpu()  # every rank's stream
         if not dist.is_main:
             return
@@ -162,6 +168,8 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
                 "schedule": {"total_steps": total_steps, "warmup_epochs": float(cfg.warmup_epochs), "lr": float(cfg.lr)},
                 "history": history,
                 "elapsed": clock.elapsed,
+                "finished": final,
+                "stopped_early": stopped_early,
             })
 
     def embed_all(fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -178,7 +186,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         ids: np.ndarray = np.zeros(0, dtype=np.int64)
         scores: dict[str, float] = {}
         info: dict[str, Any] = {}
-        if dist.is_main and final and ctx.cluster is not None:
+        if dist.is_main and final and ctx.cluster is not None and not getattr(ctx.cluster, "trains", False):
             with timer("cluster_stage"):
                 fit = ctx.cluster.fit(features, k, ctx.seed, method)
             ids, info = fit.assignments, {**fit.info, "clusters": fit.clusters, "confidence": fit.confidence}
@@ -202,8 +210,8 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     warmup = min(cfg.warmup_epochs / max(cfg.epochs, 1), 1.0)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16, enabled=precision != "fp32")
     clock.start()
-    stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs):
+    epoch = start_epoch
+    for epoch in range(start_epoch, start_epoch if finished else cfg.epochs):
         if clock.out_of_time:
             stopped_early = True
             break
@@ -225,11 +233,13 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
             with timer("augment"):
                 x = images[rows]
                 views = augment(x, view_gen) if method.augmented else [standardize(x, mean, std)]
+                plain = standardize(x, mean, std) if method.plain_view else None
                 if cfg.channels_last:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+                    plain = None if plain is None else plain.contiguous(memory_format=torch.channels_last)
             with timer("step"):
                 with autocast:
-                    out = method.training_step(Batch(views, rows, epoch, step))
+                    out = method.training_step(Batch(views, rows, epoch, step, plain))
                 loss = out["loss"]
                 if D.any_true(not bool(torch.isfinite(loss.detach())), device):
                     raise TrainingError(
@@ -259,6 +269,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         bar.close()
         steps_done = i + 1
         record: dict[str, Any] = {
+            **({"stage": ctx.step} if ctx.step else {}),
             "epoch": epoch + 1,
             "step": step,
             "loss": float(D.all_reduce_(losses, "mean")) / steps_done,
@@ -276,12 +287,15 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
             record.update(scores)
         history.append(record)
         if dist.is_main:
-            write_history(out_dir, history)
-            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{key} {v:.4g}" for key, v in record.items() if isinstance(v, float)))
+            write_history(out_dir, ctx.history_before + history)
+            log.info("%sepoch %d: %s", f"{ctx.step} " if ctx.step else "", epoch + 1, ", ".join(f"{key} {v:.4g}" for key, v in record.items() if isinstance(v, float)))
         if stopped_early:
             break  # a partial epoch is not checkpointed: resuming repeats it from its start
-        if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
+        if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last) and not (last and keep_final):
             save_checkpoint(epoch + 1)
+    if keep_final and not finished:
+        # the next step starts from this very model (after a budget stop too), and a resume with it
+        save_checkpoint(int(history[-1]["epoch"]) if history else start_epoch, final=True)
 
     # 6. the final clustering, of the model as it is now: after a budget stop that is later than
     # the last checkpoint, and it is what the run exports (model.pt)
@@ -289,7 +303,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     if history:
         history[-1].update(scores)
         if dist.is_main:
-            write_history(out_dir, history)
+            write_history(out_dir, ctx.history_before + history)
     info: dict[str, Any] = {
         "epochs": history[-1]["epoch"] if history else 0,
         "steps": step,
@@ -298,13 +312,15 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         "images_per_s": float(np.mean([r["images_per_s"] for r in history])) if history else 0.0,
         **{key: v for key, v in scores.items() if key not in ("nmi", "acc", "ari")},  # e.g. gating_acc, inertia
     }
+    if ctx.step or getattr(ctx.cluster, "trains", False):  # each step's own read-out, recorded beside the final result
+        info["scores"] = {key: scores[key] for key in ("nmi", "acc", "ari") if key in scores}
     if stopped_early:
         log.info("trainer.max_minutes=%s reached after %d steps; evaluating", cfg.max_minutes, step)
     if not dist.is_main:
-        return Prediction(np.zeros(len(data), np.int64), k, timings, info)
+        return Prediction(np.zeros(len(data), np.int64), k, timings, info, history=ctx.history_before + history)
     confidence = final.get("confidence")
     return Prediction(
-        ids[: len(data)], k, timings, info,
+        ids[: len(data)], k, timings, info, history=ctx.history_before + history,
         embeddings=features[: len(data)].float().cpu().numpy(),
         clusters=final.get("clusters"),
         confidence=None if confidence is None else np.asarray(confidence)[: len(data)],

@@ -227,6 +227,7 @@ def build_stage(cfg: DictConfig, method: Method, data: ImageDataset) -> Optional
                               "use a positive share smaller than the budget (or null)")
         stage.minutes = float(minutes)
     stage.check(method, method.clusters_for(data))
+    stage.check_budget(cfg.trainer)
     return stage
 
 

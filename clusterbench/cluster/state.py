@@ -8,8 +8,9 @@ used, so predicting the run's own images reproduces its assignments bit for bit.
 Keys every state has:
 
 - ``kind``: ``kmeans`` (nearest centroid), ``gmm`` (most probable component),
-  ``prototypes`` (argmax of cosine scores against prototypes, SwAV's) or ``posterior``
-  (the feature columns already are the cluster posterior, MiCE's);
+  ``prototypes`` (argmax of cosine scores against prototypes, SwAV's), ``posterior``
+  (the feature columns already are the cluster posterior, MiCE's) or ``linear`` (argmax of a
+  linear classifier's softmax, SCAN's clustering head);
 - ``num_clusters``;
 - ``normalize``: L2-normalise the features first (the contrastive methods' geometry);
 - optionally ``pca_mean`` and ``pca_components``: project ``(x − mean) @ componentsᵀ`` first.
@@ -18,6 +19,7 @@ Kind-specific keys: ``centroids`` and ``spherical`` (kmeans); ``weights``, ``mea
 ``covariances``, ``precisions_cholesky``, ``covariance_type`` (gmm, scikit-learn's names);
 ``prototypes`` and ``temperature`` (prototypes); ``gating_centres`` and
 ``expert_prototypes`` (posterior: kept for reuse, the assignment needs only the features);
+``weight`` (K×D) and ``bias`` (K) (linear);
 umap: the gmm keys of the mixture in the UMAP space, plus ``train_features``,
 ``train_embedding``, ``n_neighbors`` and ``metric`` (``clusterbench.stages.umap.place``).
 """
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 from clusterbench.cluster.kmeans import assign as nearest_centroid
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
-KINDS = ("kmeans", "gmm", "prototypes", "posterior", "umap")
+KINDS = ("kmeans", "gmm", "prototypes", "posterior", "umap", "linear")
 
 
 def _np(x: Any) -> np.ndarray:
@@ -65,6 +67,13 @@ def posterior_state(num_clusters: int, **arrays: ArrayLike) -> dict[str, np.ndar
     """A method whose features' first ``num_clusters`` columns are the cluster posterior."""
     return {"kind": np.asarray("posterior"), "num_clusters": np.asarray(num_clusters), "normalize": np.asarray(False),
             **{k: _np(v) for k, v in arrays.items()}}
+
+
+def linear_state(weight: ArrayLike, bias: ArrayLike) -> dict[str, np.ndarray]:
+    """A linear clustering head on the (un-normalised) features: cluster = argmax of W·x + b."""
+    w = _np(weight).astype(np.float32)
+    return {"kind": np.asarray("linear"), "num_clusters": np.asarray(len(w)), "normalize": np.asarray(False),
+            "weight": w, "bias": _np(bias).astype(np.float32)}
 
 
 def pca_of(model: Any) -> dict[str, np.ndarray]:
@@ -110,6 +119,10 @@ def assign(state: dict[str, Any], features: ArrayLike) -> tuple[np.ndarray, Opti
     if kind == "posterior":
         q = x[:, : int(state["num_clusters"])]
         return q.argmax(1).cpu().numpy(), q.max(1).values.cpu().numpy()
+    if kind == "linear":
+        logits = x @ torch.as_tensor(state["weight"], device=x.device).T + torch.as_tensor(state["bias"], device=x.device)  # N×K
+        prob = torch.softmax(logits, dim=1)
+        return logits.argmax(1).cpu().numpy(), prob.max(1).values.cpu().numpy()
     raise ValueError(f"unknown clustering kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 

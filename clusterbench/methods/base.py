@@ -40,6 +40,13 @@ class RunContext:
     sync_bn: bool = False  # under DDP: convert BatchNorm layers to SyncBatchNorm
     dist: DistInfo = field(default_factory=DistInfo)
     cluster: Any = None  # the clustering stage after training (clusterbench.stages.Stage); None: the method's own read-out
+    # A run trains in steps when its clustering stage trains too (SCAN): each step is one
+    # ``engine.train`` call with its own checkpoint file and history lines, and keeps a
+    # checkpoint of its final state (``finished``) so a resume goes on with the next step.
+    step: Optional[str] = None  # the step's name (recorded in its metrics.jsonl lines); None: the method's own training
+    checkpoint_name: str = "checkpoint.pt"
+    history_before: list = field(default_factory=list)  # metrics.jsonl lines of the steps before this one
+    keep_final: bool = False  # also checkpoint the final state (after a budget stop too), marked finished
 
 
 @dataclass
@@ -54,6 +61,7 @@ class Prediction:
     clusters: Optional[dict[str, np.ndarray]] = None  # the fitted clustering (clusterbench.cluster.state): clusters.npz
     confidence: Optional[np.ndarray] = None  # N: each assignment's confidence, where the clustering has one
     preprocess: dict[str, Any] = field(default_factory=dict)  # how images become network input (mean, std)
+    history: list = field(default_factory=list)  # the training's metrics.jsonl lines (trained methods)
 
 
 class Timer:

@@ -44,6 +44,7 @@ class Batch:
     indices: torch.Tensor  # B dataset indices of the images (for per-image state)
     epoch: int
     step: int  # global optimiser step, from 0
+    plain: Optional[torch.Tensor] = None  # B×C×H×W standardised, un-augmented (methods with ``plain_view``)
 
 
 @dataclass
@@ -78,6 +79,11 @@ class DeepMethod(Method):
     augmented: bool = True
     #: the method assigns clusters itself (``cluster=own``: SwAV's prototypes, MiCE's posterior)
     own_assignment: bool = False
+    #: also hand ``training_step`` the un-augmented batch (``batch.plain``; SCAN's self-labelling)
+    plain_view: bool = False
+    #: batch rows an image brings per epoch: an epoch holds ``N·rows_per_image // batch_size``
+    #: steps (SCAN: 2, an anchor and one of its neighbours)
+    rows_per_image: int = 1
 
     def __init__(self, num_clusters: Optional[int] = None, kmeans_restarts: int = 3) -> None:
         super().__init__(num_clusters)
@@ -152,7 +158,10 @@ class DeepMethod(Method):
         if not any(p.requires_grad for p in ctx.backbone.parameters()):
             raise ConfigError("backbone", f"{getattr(ctx.backbone, 'name', type(ctx.backbone).__name__)} has nothing to train; "
                               "choose a learned one (convnet, strided, resnet18, resnet34, resnet50, mlp)")
-        return train(self, data, ctx)
+        trained = train(self, data, ctx)
+        if getattr(ctx.cluster, "trains", False):  # a stage that trains on (SCAN) goes on from this model
+            return ctx.cluster.train(self, data, ctx, trained)
+        return trained
 
 
 def momentum_update(target: nn.Module, source: nn.Module, momentum: float) -> None:

@@ -25,11 +25,17 @@ class Stage(ABC):
     """Clusters a trained method's features (``method.embed`` of the un-augmented images)."""
 
     name: str = "stage"
+    #: a stage that trains the network further (SCAN) runs ``train(method, data, ctx, prediction)``
+    #: on the engine after the method's training, instead of ``fit`` on its features
+    trains: bool = False
     #: minutes of ``trainer.max_minutes`` kept for this stage (set from ``cluster.minutes``)
     minutes: Optional[float] = None
 
     def check(self, method: Any, k: int) -> None:
         """Reject, before any training, a method (or K) this stage cannot follow."""
+
+    def check_budget(self, trainer: Any) -> None:
+        """Reject, before any training, a budget this stage cannot keep to."""
 
     @abstractmethod
     def fit(self, features: torch.Tensor, k: int, seed: int, method: Any) -> StageFit:
