@@ -477,6 +477,9 @@ class ExportConfig:
     assignments_csv: bool = True  # assignments.csv: index, name, cluster, confidence, label
 
 
+STAGE_SCHEMAS: dict[str, type] = {"own": StageConfig, "kmeans": KMeansStageConfig, "gmm": GMMStageConfig, "umap": UMAPStageConfig, "scan": SCANStageConfig}
+
+
 @dataclass
 class RunConfig:
     method: Any = MISSING
@@ -491,6 +494,10 @@ class RunConfig:
     plots: PlotsConfig = field(default_factory=PlotsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     cluster: Any = None  # the clustering stage after training (conf/cluster/); null: the method's own read-out
+    # A method × dataset recipe's stage, used when cluster=... is not given: {option: scan, <its settings>}
+    # (clusterbench.recipes.recipe_stage). A recipe cannot choose the cluster group itself: Hydra
+    # forbids default-list overrides in the interpolated method_dataset files.
+    recipe_cluster: Any = None
     store: Optional[str] = None  # SQLite results store this run is appended to
     night: Optional[str] = None  # the nightly batch label; null: today's UTC date
     rerun: bool = False  # multirun: also re-run jobs whose folder holds a finished result
@@ -529,7 +536,6 @@ def register_schemas() -> None:
     }.items():
         cs.store(group="schema/backbone", name=name, node=node)
     cs.store(group="schema/augment", name="base", node=AugmentConfig)
-    for name, node in {"kmeans": KMeansStageConfig, "gmm": GMMStageConfig, "umap": UMAPStageConfig, "scan": SCANStageConfig,
-                       "base": StageConfig}.items():
+    for name, node in {**STAGE_SCHEMAS, "base": StageConfig}.items():  # "own" has no settings beyond the base
         cs.store(group="schema/cluster", name=name, node=node)
     cs.store(group="schema/hardware", name="base", node=HardwareConfig)

@@ -24,7 +24,8 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from clusterbench.config import AugmentConfig, ResNetConfig, StridedConvNetConfig
+from clusterbench.config import STAGE_SCHEMAS, AugmentConfig, ResNetConfig, StridedConvNetConfig
+from clusterbench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 SMALL = 64  # px: up to here the small nets and blur-free colour views
@@ -76,3 +77,19 @@ def resolve_recipe(cfg: DictConfig, image_shape: Sequence[int], overrides: Seque
     for what, why in chosen.items():
         log.info("no recipe for %s: %s %s", cfg.dataset.name, what, why)
     return Recipe(augment, backbone, chosen)
+
+
+def recipe_stage(node: DictConfig) -> DictConfig:
+    """The clustering stage a method × dataset recipe reads its clusters with
+    (``recipe_cluster: {option: scan, <settings>}``): ``conf/cluster/<option>.yaml`` with the
+    recipe's settings over it, as ``cluster=<option> cluster.<key>=...`` would compose it."""
+    settings = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(settings, dict)
+    option = settings.pop("option", None)
+    if option not in STAGE_SCHEMAS:
+        raise ConfigError("recipe_cluster.option", f"'{option}' is not a clustering stage; use one of {', '.join(STAGE_SCHEMAS)}")
+    base = group_option("cluster", option, STAGE_SCHEMAS[option])
+    try:
+        return OmegaConf.merge(base, settings)
+    except Exception as err:  # an unknown or mistyped setting: the schema says which
+        raise ConfigError(f"recipe_cluster.{getattr(err, 'key', '')}", f"{err}".splitlines()[0]) from None

@@ -30,7 +30,7 @@ from clusterbench.io import atomic_save_npy, atomic_write_json
 from clusterbench.methods.base import Method, Prediction, RunContext
 from clusterbench.methods.deep import DeepMethod
 from clusterbench.metrics import evaluate, internal_scores
-from clusterbench.recipes import Recipe, resolve_recipe
+from clusterbench.recipes import Recipe, recipe_stage, resolve_recipe
 from clusterbench.stages import Stage
 from clusterbench.provenance import config_hash, git_commit, library_versions
 from clusterbench.report import store
@@ -210,13 +210,19 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
 
 
 def build_stage(cfg: DictConfig, method: Method, data: ImageDataset) -> Optional[Stage]:
-    """The clustering stage ``cluster=...`` asks for, checked against the method before training."""
-    if cfg.get("cluster") is None:
+    """The clustering stage ``cluster=...`` asks for (else the method × dataset recipe's,
+    ``recipe_cluster``), checked against the method before training."""
+    chosen = cfg.get("cluster")
+    if chosen is None and cfg.get("recipe_cluster") is not None:
+        chosen = recipe_stage(cfg.recipe_cluster)
+        log.info("cluster=%s: the %s × %s recipe's stage (cluster=... picks another; cluster=kmeans is the papers' read-out)",
+                 chosen.name, method_name(cfg), cfg.dataset.name)
+    if chosen is None:
         return None
     if not isinstance(method, DeepMethod):
-        raise ConfigError("cluster", f"cluster={cfg.cluster.name} follows a trained method; {method_name(cfg)} is a clustering "
+        raise ConfigError("cluster", f"cluster={chosen.name} follows a trained method; {method_name(cfg)} is a clustering "
                           "itself (its options set its own fit): drop cluster=, or pick a deep method")
-    node = OmegaConf.to_container(cfg.cluster, resolve=True)
+    node = OmegaConf.to_container(chosen, resolve=True)
     node.pop("name")  # the option's label, not a constructor argument
     minutes = node.pop("minutes", None)
     stage: Stage = build(OmegaConf.create(node))

@@ -74,9 +74,11 @@ class SCANStage(Stage):
         raise ConfigError("cluster", "cluster=scan trains the network further, so it needs the images, not only their features")
 
     def check_budget(self, trainer: Any) -> None:
+        """Under ``trainer.max_minutes`` both SCAN steps need their share: ``cluster.minutes``,
+        else a third of the budget (said on the console and recorded)."""
         if trainer.max_minutes is not None and self.minutes is None:
-            raise ConfigError("cluster.minutes", f"cluster=scan trains after the method, so under trainer.max_minutes={trainer.max_minutes} "
-                              "it needs its share of the budget: set cluster.minutes (e.g. a third of it)")
+            self.minutes = float(trainer.max_minutes) / 3.0
+            log.info("cluster=scan: %.2g of trainer.max_minutes=%s kept for SCAN (cluster.minutes sets the split)", self.minutes, trainer.max_minutes)
 
     def train(self, method: Any, data: Any, ctx: RunContext, pretext: Prediction) -> Prediction:
         """SCAN on ``method`` (trained; ``pretext`` is its final read-out): the clustering step,
