@@ -267,6 +267,8 @@ class MiCEConfig(DeepMethodConfig):
     temperature: float = 1.0  # τ of the experts
     gating_temperature: float = 1.0  # κ of the gating softmax
     feature_dim: int = 128  # embedding dim of each expert and of the gating (≥ K − 1)
+    mu_update: str = "full"  # full: Eq. 13 over the whole set each epoch (the paper) | batch_ema: online from the batches
+    mu_momentum: float = 0.99  # batch_ema: S ← m·S + (1 − m)·batch mean of q_nk v_{n,k}
 
 
 # --- clustering stage ---------------------------------------------------------------

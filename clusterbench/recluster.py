@@ -1,5 +1,5 @@
 """``clusterbench-recluster RUN_DIR cluster=STAGE [cluster.key=value ...]``: run another
-clustering stage on a finished run's trained model, without training again.
+clustering stage on a finished run's trained model, without training it again.
 
     clusterbench-recluster outputs/2026-11-30/10-00-00_moco_mnist cluster=umap
     clusterbench-recluster RUN_DIR cluster=gmm cluster.pca_dim=32 --out stage_tries/gmm32
@@ -10,6 +10,11 @@ would have inside the run. The stage's result goes into its own folder (default
 ``RUN_DIR/stages/<stage>-<time>/``): ``metrics.json`` (the run's record, with the stage's scores,
 its settings under ``cluster`` and ``cluster=...`` among the overrides, so the report shows it as
 its own row), ``clusters.npz`` and ``assignments.csv`` — a folder ``clusterbench-predict`` takes.
+
+``cluster=scan`` trains on (SCAN's heads and self-labelling fine-tune the network): it starts
+from the run's model.pt, with the run's trainer, augmentation and seed, so on a run read out by
+k-means it gives what ``cluster=scan`` in the run would have. Its folder gets the fine-tuned
+network as its own model.pt, its checkpoints and its metrics.jsonl lines.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import torch
 from omegaconf import OmegaConf
 
 from clusterbench.errors import ConfigError
@@ -35,7 +41,7 @@ USER_ERROR = 2
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="clusterbench-recluster",
-        description="Run a clustering stage (cluster=kmeans|gmm|umap|own) on a finished run's trained model, without training.",
+        description="Run a clustering stage (cluster=kmeans|gmm|umap|own|scan) on a finished run's trained model, without training.",
     )
     parser.add_argument("run_dir", type=Path, help="the run folder (holds model.pt and metrics.json)")
     parser.add_argument("overrides", nargs="+", help="cluster=STAGE, then cluster.key=value settings")
@@ -49,7 +55,7 @@ def stage_config(overrides: Sequence[str]) -> Any:
     """The ``cluster`` node the overrides compose (Hydra, with the schemas and their errors)."""
     bad = [o for o in overrides if not o.startswith(("cluster=", "cluster."))]
     if bad or not any(o.startswith("cluster=") for o in overrides):
-        raise ConfigError("cluster", "clusterbench-recluster takes cluster=STAGE (kmeans, gmm, umap, own) and cluster.* settings only")
+        raise ConfigError("cluster", "clusterbench-recluster takes cluster=STAGE (kmeans, gmm, umap, own, scan) and cluster.* settings only")
     from hydra import compose, initialize_config_module
 
     from clusterbench.config import register_schemas
@@ -86,16 +92,26 @@ def recluster(run_dir: Path, overrides: Sequence[str], out: Optional[Path] = Non
     t0 = time.perf_counter()
     method, features = embed_images(state, run_cfg, data.train_images(), resolve(device), progress=progress)
     embed_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fit = stage.fit(features, int(state["num_clusters"]), int(run_cfg.seed), method)
-    stage_s = time.perf_counter() - t0
-    ids = fit.assignments[: len(data)]
-    confidence = None if fit.confidence is None else fit.confidence[: len(data)]
-
     out = out or run_dir / "stages" / f"{stage.name}-{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    runfolder.write_clusters(out, fit.clusters)
-    shutil.copyfile(run_dir / runfolder.MODEL, out / runfolder.MODEL)  # the folder predicts on its own
+    t0 = time.perf_counter()
+    method_info: dict[str, Any] = {}
+    if stage.trains:  # SCAN: trains on from the run's network, on the engine, as it would in-run
+        prediction = train_stage(stage, method, features, state, run_cfg, data, out, resolve(device), progress)
+        ids, confidence, clusters = prediction.assignments, prediction.confidence, prediction.clusters
+        method_info = prediction.info
+        runfolder.write_model(out, model=method.model, config={**state["config"], "cluster": OmegaConf.to_container(cfg.cluster, enum_to_str=True)},
+                              method=state["method"], input_shape=state["input_shape"], num_clusters=int(state["num_clusters"]),
+                              mean=state["mean"], std=state["std"])
+        features = torch.from_numpy(prediction.embeddings) if prediction.embeddings is not None else features
+    else:
+        fit = stage.fit(features, int(state["num_clusters"]), int(run_cfg.seed), method)
+        ids, confidence, clusters = fit.assignments[: len(data)], fit.confidence, fit.clusters
+        shutil.copyfile(run_dir / runfolder.MODEL, out / runfolder.MODEL)  # the folder predicts on its own
+    stage_s = time.perf_counter() - t0
+    confidence = None if confidence is None else confidence[: len(data)]
+
+    runfolder.write_clusters(out, clusters)
     runfolder.write_assignments_csv(out / runfolder.ASSIGNMENTS, ids, names=data.names, confidence=confidence,
                                     labels=data.label_array(), class_names=data.class_names)
     if data.has_labels:
@@ -108,6 +124,7 @@ def recluster(run_dir: Path, overrides: Sequence[str], out: Optional[Path] = Non
     result = {
         **scores,
         **kept,
+        **({"method_info": {**record.get("method_info", {}), **method_info}} if method_info else {}),
         "n_clusters_used": int(len(np.unique(ids))),
         "cluster": {"name": stage.name, **stage.settings()},
         "reclustered_from": str(run_dir.resolve()),
@@ -122,6 +139,20 @@ def recluster(run_dir: Path, overrides: Sequence[str], out: Optional[Path] = Non
     atomic_write_json(out / "metrics.json", result)
     result["out_dir"] = str(out)
     return result
+
+
+def train_stage(stage: Any, method: Any, features: Any, state: dict[str, Any], run_cfg: Any, data: Any, out: Path, device: Any,
+                progress: bool) -> Any:
+    """A stage that trains (SCAN) on the run's trained ``method``, with the run's trainer,
+    augmentation and seed, into ``out`` (its checkpoints and metrics.jsonl lines)."""
+    from clusterbench.methods.base import Prediction, RunContext
+
+    k = int(state["num_clusters"])
+    ctx = RunContext(device=device, seed=int(run_cfg.seed), backbone=method.model, out_dir=out, progress=progress,
+                     trainer=run_cfg.trainer, augment=run_cfg.augment, cluster=stage)
+    pretext = Prediction(np.zeros(len(data), np.int64), k, {}, {}, embeddings=features.float().cpu().numpy(),
+                         preprocess={"mean": state["mean"], "std": state["std"]})
+    return stage.train(method, data, ctx, pretext)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

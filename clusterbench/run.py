@@ -173,12 +173,14 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         "split": data.split,
         "seed": int(cfg.seed),
         "protocol": protocol_of(data.split, overrides),
-        "variant": variant_of(overrides),
+        # a recipe's stage is named in the row label as cluster=... would be: stages never average together
+        "variant": variant_of([*overrides, *([f"cluster={stage.name}"] if getattr(stage, "from_recipe", False) else [])]),
         "overrides": list(overrides),
         "device": str(device),
         "status": "completed",
         "method_info": prediction.info,
-        "cluster": None if stage is None else {"name": stage.name, **stage.settings()},  # the clustering stage: part of the protocol
+        "cluster": None if stage is None else {"name": stage.name, **stage.settings(),  # the clustering stage: part of the protocol
+                                               **({"from_recipe": True} if getattr(stage, "from_recipe", False) else {})},
         "recipe": recipe.chosen or None,  # what was chosen for a dataset without a recipe (clusterbench.recipes)
         "timings": timings,
         "run_id": uuid.uuid4().hex,
@@ -226,6 +228,7 @@ def build_stage(cfg: DictConfig, method: Method, data: ImageDataset) -> Optional
     node.pop("name")  # the option's label, not a constructor argument
     minutes = node.pop("minutes", None)
     stage: Stage = build(OmegaConf.create(node))
+    stage.from_recipe = cfg.get("cluster") is None  # recorded, and named in the report's row label
     if minutes is not None:
         budget = cfg.trainer.max_minutes
         if minutes <= 0 or budget is None or minutes >= budget:

@@ -343,53 +343,71 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: PathLike) -
     """Loss (and learning rate, when logged) vs epoch on the left, NMI/ACC/ARI in % on the right.
 
     Records may hold any subset of epoch, loss, lr, nmi, acc, ari; a record without an
-    epoch takes its 1-based position. Raises ValueError when no record has a loss or a metric.
+    epoch takes its 1-based position. A run in steps (a training stage such as SCAN tags its
+    records with ``stage``) gets one loss panel per step, as their losses share no scale, and
+    its metrics along one axis of epochs, each step after the one before, with the steps
+    marked. Raises ValueError when no record has a loss or a metric.
     """
-    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    steps: dict[str, dict[str, list[tuple[float, float]]]] = {}  # step → series, in the run's order
+    offset, last = 0.0, 0.0
     for i, rec in enumerate(history):
         if not isinstance(rec, Mapping):
             continue
+        step = str(rec.get("stage") or "training")
+        if step not in steps:
+            offset = last  # this step's epochs follow the previous step's
+            steps[step] = defaultdict(list)
         epoch = _number(rec.get("epoch"))
-        x = epoch if epoch is not None else float(i + 1)
+        x = offset + (epoch if epoch is not None else float(i + 1))
+        last = max(last, x)
         for key in ("loss", "lr", "nmi", "acc", "ari"):
             v = _number(rec.get(key))
             if v is not None:
-                series[key].append((x, v))
-    metric_keys = [k for k in ("nmi", "acc", "ari") if series[k]]
-    if not series["loss"] and not metric_keys:
+                steps[step][key].append((x, v))
+    if not steps:
+        steps["training"] = defaultdict(list)
+    metric_keys = [k for k in ("nmi", "acc", "ari") if any(series[k] for series in steps.values())]
+    if not any(series["loss"] for series in steps.values()) and not metric_keys:
         raise ValueError("training history has no record with a loss or a metric (nmi, acc, ari)")
 
-    fig = _new_figure(10.0, 4.0)
-    ax_loss, ax_metric = fig.subplots(1, 2)
-    if series["loss"]:
-        xs, ys = zip(*sorted(series["loss"]))
-        ax_loss.plot(xs, ys, color="tab:blue", marker="." if len(xs) <= 50 else None, label="loss")
-        ax_loss.set_ylabel("loss")
-        if series["lr"]:
-            ax_lr = ax_loss.twinx()
-            xs, ys = zip(*sorted(series["lr"]))
-            ax_lr.plot(xs, ys, color="tab:gray", linestyle="--", linewidth=1.0, label="lr")
-            ax_lr.set_ylabel("learning rate", color="tab:gray")
-            ax_lr.tick_params(axis="y", labelcolor="tab:gray", labelsize=7)
-            if min(ys) > 0 and max(ys) / min(ys) > 20:  # schedules spanning decades read better in log
-                ax_lr.set_yscale("log")
-    else:
-        ax_loss.text(0.5, 0.5, "no loss logged", ha="center", va="center", transform=ax_loss.transAxes)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_title("training loss", fontsize=10)
+    fig = _new_figure(10.0 if len(steps) == 1 else 4.0 + 3.5 * len(steps), 4.0)
+    *loss_axes, ax_metric = fig.subplots(1, len(steps) + 1)
+    for ax_loss, (step, series) in zip(loss_axes, steps.items()):
+        if series["loss"]:
+            xs, ys = zip(*sorted(series["loss"]))
+            ax_loss.plot(xs, ys, color="tab:blue", marker="." if len(xs) <= 50 else None, label="loss")
+            ax_loss.set_ylabel("loss")
+            if series["lr"]:
+                ax_lr = ax_loss.twinx()
+                xs, ys = zip(*sorted(series["lr"]))
+                ax_lr.plot(xs, ys, color="tab:gray", linestyle="--", linewidth=1.0, label="lr")
+                ax_lr.set_ylabel("learning rate", color="tab:gray")
+                ax_lr.tick_params(axis="y", labelcolor="tab:gray", labelsize=7)
+                if min(ys) > 0 and max(ys) / min(ys) > 20:  # schedules spanning decades read better in log
+                    ax_lr.set_yscale("log")
+        else:
+            ax_loss.text(0.5, 0.5, "no loss logged", ha="center", va="center", transform=ax_loss.transAxes)
+        ax_loss.set_xlabel("epoch")
+        ax_loss.set_title("training loss" if len(steps) == 1 else f"{step} loss", fontsize=10)
 
     for key in metric_keys:
-        xs, ys = zip(*sorted(series[key]))
-        ax_metric.plot(xs, [100.0 * v for v in ys], marker="." if len(xs) <= 50 else None,
-                       label=METRIC_NAMES[key])
+        points = sorted(p for series in steps.values() for p in series[key])
+        xs, ys = zip(*points)
+        ax_metric.plot(xs, [100.0 * v for v in ys], marker="." if len(xs) <= 50 else None, label=METRIC_NAMES[key])
+    if len(steps) > 1:  # where each step begins
+        for step, series in list(steps.items())[1:]:
+            start = min((x for values in series.values() for x, _ in values), default=None)
+            if start is not None:
+                ax_metric.axvline(start - 0.5, color="tab:gray", linestyle=":", linewidth=1.0)
+                ax_metric.annotate(step, (start - 0.5, 1.0), xycoords=("data", "axes fraction"), fontsize=7, ha="left", va="top", rotation=90)
     if metric_keys:
         ax_metric.legend(fontsize=8)
         ax_metric.set_ylabel("%")
     else:
         ax_metric.text(0.5, 0.5, "no metrics logged", ha="center", va="center", transform=ax_metric.transAxes)
-    ax_metric.set_xlabel("epoch")
+    ax_metric.set_xlabel("epoch" if len(steps) == 1 else "epoch (steps one after another)")
     ax_metric.set_title("clustering metrics", fontsize=10)
-    for ax in (ax_loss, ax_metric):
+    for ax in (*loss_axes, ax_metric):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

@@ -30,6 +30,8 @@ class Stage(ABC):
     trains: bool = False
     #: minutes of ``trainer.max_minutes`` kept for this stage (set from ``cluster.minutes``)
     minutes: Optional[float] = None
+    #: chosen by the method × dataset recipe (``recipe_cluster``), not by ``cluster=...``
+    from_recipe: bool = False
 
     def check(self, method: Any, k: int) -> None:
         """Reject, before any training, a method (or K) this stage cannot follow."""
@@ -43,4 +45,4 @@ class Stage(ABC):
 
     def settings(self) -> dict[str, Any]:
         """The stage's settings, recorded with the result (the protocol)."""
-        return {key: value for key, value in vars(self).items() if not key.startswith("_")} | {"minutes": self.minutes}
+        return {key: value for key, value in vars(self).items() if not key.startswith("_") and key != "from_recipe"} | {"minutes": self.minutes}

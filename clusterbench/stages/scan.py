@@ -38,6 +38,24 @@ log = logging.getLogger(__name__)
 SCAN_CHECKPOINT, SELFLABEL_CHECKPOINT = "checkpoint_scan.pt", "checkpoint_selflabel.pt"
 
 
+def training_features(method: Any, data: Any, ctx: RunContext, pretext: Prediction) -> torch.Tensor:
+    """The trained features of every training image, the rows SCAN samples: the run's final
+    embedding, plus the train-only images (STL-10's unlabelled split) embedded here."""
+    from clusterbench.engine import embed_dataset
+    from clusterbench.methods.deep import eval_mode
+
+    assert pretext.embeddings is not None
+    features = torch.from_numpy(pretext.embeddings).to(ctx.device)
+    images = data.train_images()
+    if len(images) == len(features):
+        return features
+    extra = images[len(features):].to(ctx.device)
+    with eval_mode(method.model):
+        rest = embed_dataset(method.embed, extra, pretext.preprocess["mean"], pretext.preprocess["std"], int(ctx.trainer.embed_batch_size),
+                             D.DistInfo(), bool(ctx.trainer.channels_last))
+    return torch.cat([features, rest.to(features.dtype)])
+
+
 class SCANStage(Stage):
     name = "scan"
     trains = True  # runs on the engine after the method's training (``train``), not on features (``fit``)
@@ -94,9 +112,7 @@ class SCANStage(Stage):
         t0 = time.perf_counter()
         neighbors = None
         if ctx.dist.is_main:
-            assert pretext.embeddings is not None
-            features = torch.from_numpy(pretext.embeddings).to(ctx.device)
-            neighbors = nearest_neighbors(features, self.num_neighbors, self.neighbor_backend).cpu()
+            neighbors = nearest_neighbors(training_features(method, data, ctx, pretext), self.num_neighbors, self.neighbor_backend).cpu()
         neighbors = D.broadcast_object(neighbors)
         mining_s = time.perf_counter() - t0
         c, size, _ = data.image_shape
@@ -125,7 +141,7 @@ class SCANStage(Stage):
             "neighbors_s": mining_s,
             **{f"{name}_{key}": v for name, step in steps.items() for key, v in step.info.get("scores", {}).items()},
             **{f"{name}_epochs": steps[name].info.get("epochs") for name in steps if name != "pretext"},
-            **{key: scanned.info[key] for key in ("scan_head", "scan_head_loss", "head_losses") if key in scanned.info},
+            **{key: scanned.info[key] for key in ("scan_head", "scan_head_loss") if key in scanned.info},
             **({"confident": final.info["confident"]} if "confident" in final.info else {}),
         }}
         info.pop("scores", None)
