@@ -116,3 +116,19 @@ def compose():
             return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=False)
 
     return _compose
+
+
+@pytest.fixture
+def clock_budgets(monkeypatch):
+    """The budget (seconds, or None) of every training clock a run starts, in order."""
+    from clusterbench import engine
+
+    budgets: list = []
+    original = engine.Clock.__init__
+
+    def record(self, budget_s, *args, **kwargs):
+        budgets.append(budget_s)
+        original(self, budget_s, *args, **kwargs)
+
+    monkeypatch.setattr(engine.Clock, "__init__", record)
+    return budgets

@@ -199,21 +199,11 @@ def test_impossible_scan_settings_are_one_line_errors(run_cli, args, words):
     assert r.code == 2 and words in r.err and r.err.count("\n") == 1, r.err
 
 
-def test_scan_under_a_budget_takes_a_third_unless_told(run_cli, monkeypatch):
-    from clusterbench import engine
-
-    budgets = []
-    original = engine.Clock.__init__
-
-    def record(self, budget_s, *args, **kwargs):
-        budgets.append(budget_s)
-        original(self, budget_s, *args, **kwargs)
-
-    monkeypatch.setattr(engine.Clock, "__init__", record)
+def test_scan_under_a_budget_takes_a_third_unless_told(run_cli, clock_budgets):
     r = run_cli(*MOCO, *SCAN, "trainer.max_minutes=3")
     assert r.code == 0, r.err
     # training 2 of 3 minutes; SCAN's step half of the kept minute, self-labelling the other half
-    assert budgets == [120.0, 30.0, 30.0] and r.metrics()["cluster"]["minutes"] == 1.0
+    assert clock_budgets == [120.0, 30.0, 30.0] and r.metrics()["cluster"]["minutes"] == 1.0
 
 
 def test_a_recipe_stage_is_said_recorded_and_yields_to_the_command_line(compose, run_cli):

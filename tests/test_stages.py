@@ -109,21 +109,11 @@ def test_umap_places_a_training_image_exactly_and_a_new_one_among_its_neighbours
     assert placed[4].tolist() == [1.0, 0.0] and placed[5].tolist() == [11.0, 10.0]  # the mean of its 2 nearest
 
 
-def test_the_budget_covers_the_stage(run_cli, monkeypatch):
+def test_the_budget_covers_the_stage(run_cli, clock_budgets):
     """cluster.minutes is taken from trainer.max_minutes: training gets the rest."""
-    from clusterbench import engine
-
-    budgets = []
-    original = engine.Clock.__init__
-
-    def record(self, budget_s, *args, **kwargs):
-        budgets.append(budget_s)
-        original(self, budget_s, *args, **kwargs)
-
-    monkeypatch.setattr(engine.Clock, "__init__", record)
     r = run_cli(*MOCO, "cluster=gmm", "cluster.pca_dim=8", "cluster.minutes=0.5", "trainer.max_minutes=2")
     assert r.code == 0, r.err
-    assert budgets == [90.0] and r.metrics()["cluster"]["minutes"] == 0.5
+    assert clock_budgets == [90.0] and r.metrics()["cluster"]["minutes"] == 0.5
 
 
 def test_runs_of_different_stages_get_their_own_rows_and_no_published_numbers(tmp_path):
