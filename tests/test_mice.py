@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from clusterbench.methods.mice import (
     expert_log_likelihood,
     expert_prototypes,
+    expert_prototypes_ema,
     gating_log_prior,
     max_mahalanobis_centres,
     mice_elbo,
@@ -113,6 +114,37 @@ def test_the_closed_form_prototype_update_matches_a_direct_computation():
         torch.testing.assert_close(expert_prototypes(q, v)[j], s / s.norm())
 
 
+def test_the_online_prototype_update_matches_values_worked_by_hand():
+    """mu_update=batch_ema: S' = m·S + (1 − m)·(1/B) Σ_n q_nk v_{n,k}, μ = normalise(S'), B = 2, K = D = 2, m = 1/2."""
+    q = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    v = torch.tensor([[[1.0, 0.0], [0.0, 1.0]],   # image 0: v_{0,0}, v_{0,1}
+                      [[0.0, 1.0], [1.0, 0.0]]])  # image 1: v_{1,0}, v_{1,1}
+    sums = torch.tensor([[0.0, 0.0], [0.0, 1.0]])
+    # batch means: expert 0 (1·(1,0) + 0.5·(0,1)) / 2 = (0.5, 0.25); expert 1 (0·(0,1) + 0.5·(1,0)) / 2 = (0.25, 0)
+    new, mu = expert_prototypes_ema(sums, q, v, 0.5)
+    torch.testing.assert_close(new, torch.tensor([[0.25, 0.125], [0.125, 0.5]]))
+    torch.testing.assert_close(mu, torch.tensor([[2.0, 1.0], [1.0, 4.0]]) / torch.tensor([[5.0], [17.0]]).sqrt())
+    # from S = 0 the first batch alone sets μ's direction, whatever m is
+    _, first = expert_prototypes_ema(torch.zeros(2, 2), q, v, 0.99)
+    torch.testing.assert_close(first, torch.tensor([[2.0, 1.0], [1.0, 0.0]]) / torch.tensor([[5.0], [1.0]]).sqrt())
+    # an epoch of identical batches with m = 0 is Eq. 13 on that batch
+    torch.testing.assert_close(expert_prototypes_ema(sums, q, v, 0.0)[1], expert_prototypes(q, v))
+
+
+def test_the_online_prototype_update_runs_logs_and_resumes(run_cli, resume_runs):
+    r = run_cli(*SMALL, "method.mu_update=batch_ema", "method.mu_momentum=0.9", "trainer.eval_every=0")
+    assert r.code == 0, r.err
+    history = r.history()
+    assert "mu_shift" not in history[0] and 0 < history[1]["mu_shift"] <= 2 and 1 <= history[1]["experts_used"] <= 3
+    assert r.metrics()["method_info"]["steps"] == 6
+    runs = resume_runs(*SMALL, "method.mu_update=batch_ema", "trainer.schedule=constant", "trainer.eval_every=0", "seed=3", split=2, total=3)
+    state = torch.load(runs.first_checkpoint, weights_only=True)["model"]
+    assert {"mu", "mu_sums", "mu_at_epoch", "wins"} <= set(state)
+    torch.testing.assert_close(F.normalize(state["mu_sums"], dim=1), state["mu"])
+    assert runs.whole.scores() == runs.resumed.scores()
+    assert [r.get("mu_shift") for r in runs.whole.history()] == [r.get("mu_shift") for r in runs.resumed.history()]
+
+
 @pytest.mark.parametrize(
     "extra",
     [
@@ -153,6 +185,8 @@ def test_resume_restores_queues_prototypes_and_teacher(resume_runs):
         ("method.temperature=-1", "method.temperature"),
         ("method.gating_temperature=0", "method.gating_temperature"),
         ("method.feature_dim=1", "method.feature_dim"),  # 3 experts need ≥ 2 dimensions
+        ("method.mu_update=sometimes", "method.mu_update"),
+        ("method.mu_momentum=1.0", "method.mu_momentum"),
     ],
 )
 def test_bad_values_are_one_line_errors(run_cli, override, key):

@@ -26,8 +26,14 @@ Per step (views x¹ student, x² teacher, x³ gating; x³ = x¹ when the recipe 
    (experts learn through the first term, the gating through the KL(q ‖ p(z|x)) part)
 5. enqueue v_{·,k} into Q_k for every k (all ranks' batches), dequeue the oldest
 
-Per epoch (before its steps; the paper's Eq. 13):
+Per epoch (before its steps; the paper's Eq. 13), ``method.mu_update=full`` (the default):
   μ_k ← normalise(Σ_n q(z_n=k|x_n, y_n) v_{n,k}) over the whole training set (un-augmented images)
+Or, ``method.mu_update=batch_ema`` (an option for short budgets, not the paper's schedule): Eq. 13's
+sum estimated online from the training batches, after each step (m = ``method.mu_momentum``):
+  S_k ← m·S_k + (1 − m)·(1/B) Σ_{n∈batch} q_nk v_{n,k},   μ_k ← normalise(S_k),   S starts at 0
+  (so the first step's batch sets μ's direction). q and v are the step's own (augmented views);
+  no pass over the whole set. Eq. 13 is the normalised mean of q_nk v_{n,k} over the set: this is
+  its exponentially weighted running mean over recent batches, with a teacher that moves meanwhile.
 
 Clusters: argmax_k q(z=k|x, y) with x¹ = x² = x³ = the un-augmented image, normalised against the
 current queues (the official evaluation); argmax_k p(z=k|x) is logged beside it as ``gating_*``.
@@ -126,13 +132,22 @@ def expert_prototypes(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return F.normalize(torch.einsum("nk,nkd->kd", q, v), dim=1)
 
 
+def expert_prototypes_ema(sums: torch.Tensor, q: torch.Tensor, v: torch.Tensor, momentum: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One online step of Eq. 13 (``mu_update=batch_ema``): returns (S', μ), both K×D.
+
+    S' = m·S + (1 − m)·(1/B) Σ_n q_nk v_{n,k} from one batch (q B×K, v B×K×D), μ_k = normalise(S'_k).
+    """
+    new = momentum * sums + (1.0 - momentum) * torch.einsum("nk,nkd->kd", q, v) / len(q)
+    return new, F.normalize(new, dim=1)
+
+
 # --- networks ---------------------------------------------------------------------------------
 
 
 class MiCENet(nn.Module):
     """Student (backbone, K expert heads, gating head), the teacher, and MiCE's buffers."""
 
-    def __init__(self, backbone: nn.Module, num_experts: int, dim: int, queue_size: int) -> None:
+    def __init__(self, backbone: nn.Module, num_experts: int, dim: int, queue_size: int, online_mu: bool = False) -> None:
         super().__init__()
         self.k, self.dim = num_experts, dim
         self.backbone = backbone
@@ -148,6 +163,10 @@ class MiCENet(nn.Module):
         self.queue = FeatureQueue(queue_size, num_experts * dim)
         with torch.no_grad():  # unit vectors per expert, not per row
             self.queue.features.copy_(F.normalize(self.queue.features.view(queue_size, num_experts, dim), dim=2).flatten(1))
+        if online_mu:  # mu_update=batch_ema: the running sums S, and what the epoch log compares against
+            self.register_buffer("mu_sums", torch.zeros(num_experts, dim))
+            self.register_buffer("mu_at_epoch", self.mu.clone())  # μ when the current epoch began
+            self.register_buffer("wins", torch.zeros(num_experts))  # posterior argmax counts of the epoch's batches
 
     def student(self, x: torch.Tensor, x_gating: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """f (B×K×D) and g (B×D), normalised; g from ``x_gating`` when given, else from the same pass."""
@@ -168,6 +187,9 @@ class MiCENet(nn.Module):
 # --- the method -------------------------------------------------------------------------------
 
 
+MU_UPDATES = ("full", "batch_ema")  # method.mu_update: Eq. 13 over the whole set each epoch | online from the batches
+
+
 class MiCE(DeepMethod):
     """MiCE with linear expert and gating heads on a shared backbone (the official design)."""
 
@@ -184,6 +206,8 @@ class MiCE(DeepMethod):
         temperature: float = 1.0,
         gating_temperature: float = 1.0,
         feature_dim: int = 128,
+        mu_update: str = "full",
+        mu_momentum: float = 0.99,
     ) -> None:
         super().__init__(num_clusters, kmeans_restarts)
         require_positive("method.queue_size", queue_size)
@@ -192,6 +216,11 @@ class MiCE(DeepMethod):
         require_positive("method.feature_dim", feature_dim)
         if not 0.0 <= momentum < 1.0:
             raise ConfigError("method.momentum", f"{momentum} is outside [0, 1); MiCE's teacher uses 0.999")
+        if mu_update not in MU_UPDATES:
+            raise ConfigError("method.mu_update", f"{mu_update!r} is not one of {', '.join(MU_UPDATES)} (full: the paper's Eq. 13 each epoch)")
+        if not 0.0 <= mu_momentum < 1.0:
+            raise ConfigError("method.mu_momentum", f"{mu_momentum} is outside [0, 1)")
+        self.mu_update, self.mu_momentum = mu_update, mu_momentum
         self.queue_size, self.momentum = queue_size, momentum
         self.temperature, self.gating_temperature, self.feature_dim = temperature, gating_temperature, feature_dim
         self.num_experts = num_clusters or 0  # set from the dataset in fit_predict when null
@@ -204,7 +233,7 @@ class MiCE(DeepMethod):
         return super().fit_predict(data, ctx)
 
     def setup(self, backbone: nn.Module, shape: InputShape) -> nn.Module:
-        return MiCENet(backbone, self.num_experts, self.feature_dim, self.queue_size)
+        return MiCENet(backbone, self.num_experts, self.feature_dim, self.queue_size, online_mu=self.mu_update == "batch_ema")
 
     def log_probs(self, f: torch.Tensor, v: torch.Tensor, g: torch.Tensor, queue: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """log p(z|x) and log p(y|x,z), B×K each, in fp32 (1 + ν-way softmaxes lose too much in bf16)."""
@@ -223,8 +252,16 @@ class MiCE(DeepMethod):
             v = net.teacher(batch.views[1])
         queue = net.queued().clone()  # negatives from before this batch; the push below is in place
         log_prior, log_lik = self.log_probs(f, v, g, queue)
-        loss, _, parts = mice_elbo(log_prior, log_lik)
-        net.queue.push(D.all_gather(v.float()).flatten(1))  # every rank enqueues the global batch: queues stay equal
+        loss, q, parts = mice_elbo(log_prior, log_lik)
+        v_all = D.all_gather(v.float())
+        net.queue.push(v_all.flatten(1))  # every rank enqueues the global batch: queues stay equal
+        if self.mu_update == "batch_ema":  # after the step's loss, as the queue: this batch scored against the old μ
+            with torch.no_grad():
+                q_all = D.all_gather(q.float())  # the global batch: μ stays equal on every rank
+                sums, mu = expert_prototypes_ema(net.mu_sums, q_all, v_all, self.mu_momentum)
+                net.mu_sums.copy_(sums)
+                net.mu.copy_(mu)
+                net.wins += torch.bincount(q_all.argmax(1), minlength=net.k).float()
         return {"loss": loss, **parts}
 
     @torch.no_grad()
@@ -237,9 +274,19 @@ class MiCE(DeepMethod):
         return posterior(log_prior, log_lik), log_prior.exp(), v.float()
 
     def on_epoch_start(self, ctx: EpochContext) -> Optional[dict[str, float]]:
-        """The closed-form μ update over the whole training set (N×K×D floats pass through)."""
+        """The closed-form μ update over the whole training set (N×K×D floats pass through).
+
+        With ``mu_update=batch_ema`` nothing is computed here: the log gets μ's drift over the
+        previous epoch's steps and the experts that won a training image's posterior in it."""
         net: MiCENet = self.model  # type: ignore[assignment]
         k, d = net.k, net.dim
+        if self.mu_update == "batch_ema":
+            log: dict[str, float] = {}
+            if ctx.epoch > 0:
+                log = {"mu_shift": float(1.0 - (net.mu * net.mu_at_epoch).sum(1).mean()), "experts_used": float(net.wins.gt(0).sum())}
+            net.mu_at_epoch.copy_(net.mu)
+            net.wins.zero_()
+            return log
 
         def weighted(x: torch.Tensor) -> torch.Tensor:  # per image: q_nk v_{n,k} (K·D) and q_n (K)
             q, _, v = self._posterior_of(x)
