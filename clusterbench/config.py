@@ -479,6 +479,19 @@ class ExportConfig:
     assignments_csv: bool = True  # assignments.csv: index, name, cluster, confidence, label
 
 
+@dataclass
+class EvalConfig:
+    """Label-using probes on the frozen features, beside the clustering metrics (clusterbench.probes)."""
+
+    knn: bool = False  # weighted kNN (Wu et al. 2018): knn_acc of the test images, the train images as memory
+    knn_k: int = 200
+    knn_temperature: float = 0.07  # τ of the vote weights exp(s/τ)
+    linear: bool = False  # multinomial logistic regression on L2-normalised features: linear_acc
+    linear_l2: float = 1.0e-4  # λ of (λ/2)·‖W‖² (bias free): scikit-learn's C = 1/(λ·N)
+    linear_max_iter: int = 500  # L-BFGS function evaluations
+    test_share: float = 0.2  # held out (seeded, stratified) where the dataset has no test split
+
+
 STAGE_SCHEMAS: dict[str, type] = {"own": StageConfig, "kmeans": KMeansStageConfig, "gmm": GMMStageConfig, "umap": UMAPStageConfig, "scan": SCANStageConfig}
 
 
@@ -500,6 +513,7 @@ class RunConfig:
     # (clusterbench.recipes.recipe_stage). A recipe cannot choose the cluster group itself: Hydra
     # forbids default-list overrides in the interpolated method_dataset files.
     recipe_cluster: Any = None
+    eval: EvalConfig = field(default_factory=EvalConfig)
     store: Optional[str] = None  # SQLite results store this run is appended to
     night: Optional[str] = None  # the nightly batch label; null: today's UTC date
     rerun: bool = False  # multirun: also re-run jobs whose folder holds a finished result

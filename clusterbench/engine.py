@@ -203,6 +203,9 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
             scores.update({key: v for key, v in info.items() if isinstance(v, (int, float))})
             for name, other in info.get("alternatives", {}).items():  # e.g. MiCE's gating-only clusters
                 scores.update(scored(other, f"{name}_"))
+        if dist.is_main and ctx.probes is not None:  # labels reach the probes as they reach the evaluator
+            with timer("probes"):
+                scores.update(ctx.probes.scores(features[: len(data)]))
         return scores, ids, features, info
 
     # 4.–5. the loop

@@ -30,6 +30,7 @@ from clusterbench.io import atomic_save_npy, atomic_write_json
 from clusterbench.methods.base import Method, Prediction, RunContext
 from clusterbench.methods.deep import DeepMethod
 from clusterbench.metrics import evaluate, internal_scores
+from clusterbench.probes.protocol import PROBE_SCORES, check_probe_settings, probe_protocol
 from clusterbench.recipes import Recipe, recipe_stage, resolve_recipe
 from clusterbench.stages import Stage
 from clusterbench.provenance import config_hash, git_commit, library_versions
@@ -121,6 +122,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()
 
 def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo, out_dir: Path, overrides: Sequence[str], progress: bool, start: float, started_at: str) -> dict[str, Any]:
     seed_everything(cfg.seed)  # the same on every rank: identical initial weights
+    check_probe_settings(cfg.eval)  # before any data is read
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -144,7 +146,11 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         sync_bn=cfg.hardware.sync_bn,
         dist=dist,
         cluster=stage,
+        probes=probe_protocol(data, cfg.eval, cfg.seed) if isinstance(method, DeepMethod) else None,
     )
+    if (cfg.eval.knn or cfg.eval.linear) and ctx.probes is None:
+        log.warning("eval.knn / eval.linear: %s", "the dataset has no labels to probe with" if not data.has_labels
+                    else f"{method_name(cfg)} has no trained features to probe (the probes follow the deep methods)")
     prediction = method.fit_predict(data, ctx)
     if not dist.is_main:
         return {}  # rank 0 alone evaluates and writes
@@ -163,6 +169,7 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     config = OmegaConf.to_container(cfg, resolve=True)
     result: dict[str, Any] = {
         **scores,
+        **{key: prediction.info[key] for key in PROBE_SCORES[:2] if key in prediction.info},  # knn_acc, linear_acc: beside acc
         "n_samples": len(data),
         "n_clusters": prediction.num_clusters,
         "n_clusters_used": int(len(np.unique(prediction.assignments))),
@@ -181,7 +188,8 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         "method_info": prediction.info,
         "cluster": None if stage is None else {"name": stage.name, **stage.settings(),  # the clustering stage: part of the protocol
                                                **({"from_recipe": True} if getattr(stage, "from_recipe", False) else {})},
-        "recipe": recipe.chosen or None,  # what was chosen for a dataset without a recipe (clusterbench.recipes)
+        "recipe": recipe.chosen or None,
+        "probes": None if ctx.probes is None else {**ctx.probes.describe(), **{key: prediction.info[key] for key in PROBE_SCORES if key in prediction.info}},  # what was chosen for a dataset without a recipe (clusterbench.recipes)
         "timings": timings,
         "run_id": uuid.uuid4().hex,
         "night": night_of(cfg),

@@ -80,3 +80,51 @@ def test_the_stratified_split_keeps_class_shares_and_is_seeded():
     assert [int((labels[test] == c).sum()) for c in range(3)] == [10, 6, 4]
     again = stratified_split(labels, 0.2, seed=3)
     assert np.array_equal(again[1], test) and not np.array_equal(stratified_split(labels, 0.2, seed=4)[1], test)
+
+
+# --- in a run ---------------------------------------------------------------------------------
+
+MOCO = ["dataset=synthetic", "dataset.num_samples=96", "hardware=cpu", "trainer.batch_size=32", "trainer.epochs=2", "trainer.eval_every=1",
+        "backbone=strided", "backbone.widths=[8,16]", "method=moco", "method.queue_size=64", "method.head_hidden=32", "method.feature_dim=16"]
+
+
+def test_probes_in_a_run_every_evaluation_and_recorded(run_cli):
+    r = run_cli(*MOCO, "eval.knn=true", "eval.linear=true", "eval.knn_k=10")
+    assert r.code == 0, r.err
+    m = r.metrics()
+    assert 0.0 <= m["knn_acc"] <= 1.0 and 0.0 <= m["linear_acc"] <= 1.0
+    probes = m["probes"]
+    assert probes["knn"] == {"k": 10, "temperature": 0.07, "similarity": "cosine", "weights": "exp(s/τ)"} and probes["linear"]["l2"] == 1e-4
+    # synthetic has train and test splits: train → test, every test image scored once
+    assert probes["split"].startswith("dataset split") and probes["n_train"] + probes["n_test"] == m["n_samples"]
+    assert all("knn_acc" in rec and "linear_acc" in rec for rec in r.history())
+    assert "probes" in m["timings"]
+
+
+def test_probes_of_a_dataset_without_a_split_hold_out_a_seeded_share(run_cli):
+    r = run_cli(*MOCO, "dataset.split=train", "eval.knn=true", "eval.knn_k=5", "eval.test_share=0.25")
+    assert r.code == 0, r.err
+    probes = r.metrics()["probes"]
+    assert probes["split"] == "stratified 75%/25% split, seed 0" and "linear" not in probes
+
+
+def test_the_probe_protocol_never_fits_on_test_images():
+    from types import SimpleNamespace
+
+    from clusterbench.probes.protocol import probe_protocol
+
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    data = SimpleNamespace(has_labels=True, labels=labels, from_test=torch.tensor([False, False, False, False, True, True]), num_classes=2)
+    cfg = SimpleNamespace(knn=True, linear=True, knn_k=3, knn_temperature=0.07, linear_l2=0.0, linear_max_iter=50, test_share=0.2)
+    protocol = probe_protocol(data, cfg, seed=0)
+    assert protocol.train.tolist() == [0, 1, 2, 3] and protocol.test.tolist() == [4, 5]
+    # test features that would be classified right only if the probes had seen them
+    features = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    assert protocol.scores(features)["knn_acc"] == 0.0 and protocol.scores(features)["linear_acc"] == 0.0
+
+
+@pytest.mark.parametrize("override, key", [("eval.knn_k=0", "eval.knn_k"), ("eval.knn_temperature=0", "eval.knn_temperature"),
+                                           ("eval.test_share=1.5", "eval.test_share")])
+def test_impossible_probe_settings_are_one_line_errors(run_cli, override, key):
+    r = run_cli(*MOCO, "eval.knn=true", override)
+    assert r.code == 2 and key in r.err and r.err.count("\n") == 1, r.err

@@ -35,6 +35,9 @@ class ImageDataset:
     unlabeled: Optional[torch.Tensor] = None  # M×C×H×W uint8, training only
     info: dict = field(default_factory=dict)
     names: Optional[list[str]] = None  # per image: its path relative to the root, or its name
+    # per image: True where it comes from the dataset's test split (``split=all`` joins train and
+    # test); None for a dataset without splits. The probes' train → test protocol reads it.
+    from_test: Optional[torch.Tensor] = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -47,6 +50,8 @@ class ImageDataset:
             raise ValueError("an unlabelled dataset has no class names")
         if self.names is not None and len(self.names) != self.images.shape[0]:
             raise ValueError(f"{self.images.shape[0]} images but {len(self.names)} names")
+        if self.from_test is not None and self.from_test.shape != (self.images.shape[0],):
+            raise ValueError(f"{self.images.shape[0]} images but a test-split marker of shape {tuple(self.from_test.shape)}")
         if self.unlabeled is not None and self.unlabeled.shape[1:] != self.images.shape[1:]:
             raise ValueError("unlabeled images must have the labeled images' C×H×W")
 
@@ -93,7 +98,8 @@ def join_splits(
     keys = list(parts) if split == "all" else [split]
     images = torch.cat([parts[k][0] for k in keys]) if len(keys) > 1 else parts[keys[0]][0]
     labels = torch.cat([parts[k][1] for k in keys]) if len(keys) > 1 else parts[keys[0]][1]
-    return ImageDataset(name, images, labels, list(class_names), split, unlabeled)
+    from_test = torch.cat([torch.full((len(parts[k][0]),), k == "test") for k in keys])
+    return ImageDataset(name, images, labels, list(class_names), split, unlabeled, from_test=from_test if "test" in parts else None)
 
 
 def check_split(split: str, available: Sequence[str] = ("train", "test")) -> None:
@@ -138,4 +144,5 @@ def _subset(data: ImageDataset, keep: np.ndarray, gen: np.random.Generator, limi
         unlabeled = unlabeled[torch.from_numpy(np.sort(gen.choice(len(unlabeled), size=limit, replace=False)))]
     labels = None if data.labels is None else data.labels[rows]
     names = None if data.names is None else [data.names[i] for i in keep]
-    return replace(data, images=data.images[rows], labels=labels, unlabeled=unlabeled, names=names)
+    from_test = None if data.from_test is None else data.from_test[rows]
+    return replace(data, images=data.images[rows], labels=labels, unlabeled=unlabeled, names=names, from_test=from_test)

@@ -47,6 +47,7 @@ class RunContext:
     checkpoint_name: str = "checkpoint.pt"
     history_before: list = field(default_factory=list)  # metrics.jsonl lines of the steps before this one
     keep_final: bool = False  # also checkpoint the final state (after a budget stop too), marked finished
+    probes: Any = None  # kNN / linear probes scored at every evaluation (clusterbench.probes.ProbeProtocol)
 
 
 @dataclass

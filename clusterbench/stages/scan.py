@@ -31,6 +31,7 @@ from clusterbench import distributed as D
 from clusterbench.cluster.neighbors import BACKENDS, nearest_neighbors
 from clusterbench.errors import ConfigError
 from clusterbench.methods.base import Prediction, RunContext, require_positive
+from clusterbench.probes.protocol import PROBE_SCORES
 from clusterbench.methods.scan import SCANClustering, SelfLabel, feature_dim, kept_head
 from clusterbench.stages.base import Stage, StageFit
 
@@ -145,6 +146,7 @@ class SCANStage(Stage):
             **({"confident": final.info["confident"]} if "confident" in final.info else {}),
         }}
         info.pop("scores", None)
+        info.update({key: final.info[key] for key in PROBE_SCORES if key in final.info})  # the probes of the final network
         timings = dict(pretext.timings)
         for name in ("scan", "selflabel"):
             for key, seconds in steps[name].timings.items() if name in steps else ():
