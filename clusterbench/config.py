@@ -490,6 +490,7 @@ class EvalConfig:
     linear_l2: float = 1.0e-4  # λ of (λ/2)·‖W‖² (bias free): scikit-learn's C = 1/(λ·N)
     linear_max_iter: int = 500  # L-BFGS function evaluations
     test_share: float = 0.2  # held out (seeded, stratified) where the dataset has no test split
+    split: Optional[str] = None  # the split scored (train → test: dataset.split=train eval.split=test); null: the fitted one
 
 
 STAGE_SCHEMAS: dict[str, type] = {"own": StageConfig, "kmeans": KMeansStageConfig, "gmm": GMMStageConfig, "umap": UMAPStageConfig, "scan": SCANStageConfig}

@@ -30,7 +30,8 @@ from clusterbench.io import atomic_save_npy, atomic_write_json
 from clusterbench.methods.base import Method, Prediction, RunContext
 from clusterbench.methods.deep import DeepMethod
 from clusterbench.metrics import evaluate, internal_scores
-from clusterbench.probes.protocol import PROBE_SCORES, check_probe_settings, probe_protocol
+from clusterbench.heldout import assign_heldout, eval_split_of, load_eval_split
+from clusterbench.probes.protocol import PROBE_SCORES, check_probe_settings, heldout_protocol, probe_protocol
 from clusterbench.recipes import Recipe, recipe_stage, resolve_recipe
 from clusterbench.stages import Stage
 from clusterbench.provenance import config_hash, git_commit, library_versions
@@ -124,9 +125,12 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     seed_everything(cfg.seed)  # the same on every rank: identical initial weights
     check_probe_settings(cfg.eval)  # before any data is read
 
+    eval_split = eval_split_of(cfg)  # before any data is read
+
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     data = build_dataset(cfg.dataset, cfg.seed)
+    heldout = None if eval_split is None else load_eval_split(cfg, eval_split, cfg.seed, data)  # never fitted on
     timings["load"] = time.perf_counter() - t0
     log.info("%s (%s): %d images %s, %s", data.name, data.split, len(data), data.image_shape,
              f"{data.num_classes} classes" if data.has_labels else "no labels")
@@ -157,6 +161,18 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     timings.update(prediction.timings)
     if prediction.assignments.shape != (len(data),):
         raise RuntimeError(f"{method.name} returned {prediction.assignments.shape} ids for {len(data)} images")
+    fit_scores, fitted_split = None, data.split
+    if heldout is not None:  # eval.split: from here on the run is about the evaluated images
+        t0 = time.perf_counter()
+        fit_scores = evaluate(data.label_array(), prediction.assignments) if data.has_labels else None
+        fitted = prediction
+        prediction = assign_heldout(method, ctx, prediction, heldout)
+        if ctx.probes is not None and heldout.has_labels and fitted.embeddings is not None:  # train → evaluated split
+            ctx.probes = heldout_protocol(ctx.probes, data.labels, heldout.labels, f"{data.split} → {heldout.split} (eval.split)")
+            prediction.info.update(ctx.probes.scores(torch.cat([torch.from_numpy(fitted.embeddings), torch.from_numpy(prediction.embeddings)])))
+        data = heldout
+        timings["heldout"] = time.perf_counter() - t0
+        log.info("eval.split=%s: %d images embedded and assigned by the model fitted on split=%s", data.split, len(data), fitted_split)
 
     t0 = time.perf_counter()
     if data.has_labels:
@@ -178,8 +194,10 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         "method": method_name(cfg),
         "dataset": data.name,
         "split": data.split,
+        **({"fit_split": fitted_split, "fit_scores": {key: float(fit_scores[key]) for key in ("nmi", "acc", "ari")} if fit_scores else None}
+           if heldout is not None else {}),
         "seed": int(cfg.seed),
-        "protocol": protocol_of(data.split, overrides),
+        "protocol": protocol_of(data.split if heldout is None else f"{fitted_split}→{data.split}", overrides),
         # a recipe's stage is named in the row label as cluster=... would be: stages never average together
         "variant": variant_of([*overrides, *([f"cluster={stage.name}"] if getattr(stage, "from_recipe", False) else [])]),
         "overrides": list(overrides),

@@ -10,6 +10,7 @@ stratified, ``eval.test_share`` held out, recorded. Features come from the model
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -80,6 +81,14 @@ def probe_protocol(data: Any, cfg: Any, seed: int) -> Optional[ProbeProtocol]:
                          bool(cfg.linear), float(cfg.linear_l2), int(cfg.linear_max_iter))
 
 
+def heldout_protocol(base: ProbeProtocol, fit_labels: torch.Tensor, eval_labels: torch.Tensor, how: str) -> ProbeProtocol:
+    """The probes for ``eval.split``: every fitted image is memory / training set, every
+    evaluated image is scored; ``scores`` then takes the fitted features followed by the
+    evaluated ones."""
+    n, m = len(fit_labels), len(eval_labels)
+    return dataclasses.replace(base, labels=torch.cat([fit_labels, eval_labels]), train=torch.arange(n), test=torch.arange(n, n + m), how=how)
+
+
 def check_probe_settings(cfg: Any) -> None:
     """One-line errors for impossible probe settings, before any data is read."""
     from clusterbench.errors import ConfigError
@@ -96,4 +105,4 @@ def check_probe_settings(cfg: Any) -> None:
         raise ConfigError("eval.test_share", f"{cfg.test_share} is not a share; use a value in (0, 1), e.g. 0.2")
 
 
-__all__ = ["PROBE_SCORES", "ProbeProtocol", "probe_protocol", "check_probe_settings"]
+__all__ = ["PROBE_SCORES", "ProbeProtocol", "probe_protocol", "heldout_protocol", "check_probe_settings"]

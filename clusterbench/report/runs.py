@@ -29,7 +29,8 @@ import yaml
 from clusterbench.metrics import INTERNAL_SCORES
 
 LABEL_SCORES = ("nmi", "acc", "ari", "purity")
-NOT_VARIANT = ("seed", "dataset", "hydra", "store", "night", "plots", "save_assignments", "hardware", "rerun", "export")
+NOT_VARIANT = ("seed", "dataset", "hydra", "store", "night", "plots", "save_assignments", "hardware", "rerun", "export",
+               "eval")  # eval.*: how a run is measured (the probes; eval.split is its protocol), not a variant of the method
 NOT_PROTOCOL = ("dataset.root", "dataset.download", "dataset.split")
 
 
