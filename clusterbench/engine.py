@@ -36,6 +36,7 @@ from clusterbench import distributed as D
 from clusterbench.data.augment import Augmenter, standardize
 from clusterbench.data.dataset import ImageDataset
 from clusterbench.errors import ClusterbenchError, ConfigError
+from clusterbench.health import HealthMonitor
 from clusterbench.io import atomic_write_bytes
 from clusterbench.methods.base import Prediction, RunContext, Timer
 from clusterbench.methods.deep import Batch, DeepMethod, EpochContext, InputShape, eval_mode
@@ -149,6 +150,9 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         log.info("resumed from %s at epoch %d (step %d)%s", path, start_epoch, step, ": training had finished" if finished else "")
     elif ctx.resume:
         log.info("resume=true but %s holds no checkpoint: starting from scratch", out_dir)
+    health = HealthMonitor(k, method.chance_loss(), ctx.step)
+    for record in history:  # a resumed run's earlier epochs
+        health.on_epoch(record)
 
     def save_checkpoint(epoch: int, final: bool = False) -> None:
         view_states = D.all_gather(view_gen.get_state().to(device)[None]).cpu()  # every rank's stream
@@ -286,9 +290,12 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         }
         last = epoch + 1 == cfg.epochs or stopped_early
         if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and not last:
-            scores, _, _, _ = evaluate_now()
+            scores, ids, features, _ = evaluate_now()
             record.update(scores)
+            if dist.is_main:
+                record.update(health.measure(ids, features))
         history.append(record)
+        health.on_epoch(record)
         if dist.is_main:
             write_history(out_dir, ctx.history_before + history)
             log.info("%sepoch %d: %s", f"{ctx.step} " if ctx.step else "", epoch + 1, ", ".join(f"{key} {v:.4g}" for key, v in record.items() if isinstance(v, float)))
@@ -303,8 +310,11 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     # 6. the final clustering, of the model as it is now: after a budget stop that is later than
     # the last checkpoint, and it is what the run exports (model.pt)
     scores, ids, features, final = evaluate_now(final=True)
+    if dist.is_main:
+        scores.update(health.measure(ids, features))
     if history:
         history[-1].update(scores)
+        health.on_epoch(history[-1])
         if dist.is_main:
             write_history(out_dir, ctx.history_before + history)
     info: dict[str, Any] = {
@@ -314,6 +324,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         "train_minutes": clock.elapsed / 60.0,
         "images_per_s": float(np.mean([r["images_per_s"] for r in history])) if history else 0.0,
         **{key: v for key, v in scores.items() if key not in ("nmi", "acc", "ari")},  # e.g. gating_acc, inertia
+        "health": health.warnings,
     }
     if ctx.step or getattr(ctx.cluster, "trains", False):  # each step's own read-out, recorded beside the final result
         info["scores"] = {key: scores[key] for key in ("nmi", "acc", "ari") if key in scores}

@@ -30,6 +30,7 @@ from clusterbench.io import atomic_save_npy, atomic_write_json
 from clusterbench.methods.base import Method, Prediction, RunContext
 from clusterbench.methods.deep import DeepMethod
 from clusterbench.metrics import evaluate, internal_scores
+from clusterbench.health import best_beats_final
 from clusterbench.heldout import assign_heldout, eval_split_of, load_eval_split
 from clusterbench.probes.protocol import PROBE_SCORES, check_probe_settings, heldout_protocol, probe_protocol
 from clusterbench.recipes import Recipe, recipe_stage, resolve_recipe
@@ -182,6 +183,10 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         scores = {"labels": False, **internal_scores(features, prediction.assignments, seed=cfg.seed, num_clusters=prediction.num_clusters)}
     timings["evaluate"] = time.perf_counter() - t0
 
+    health = list(prediction.info.pop("health", []))  # the training's warnings, and the run's own check:
+    drop = best_beats_final(prediction.history, scores.get("acc")) if heldout is None else None  # (a held-out split is scored once)
+    health += [drop] if drop else []
+
     config = OmegaConf.to_container(cfg, resolve=True)
     result: dict[str, Any] = {
         **scores,
@@ -204,6 +209,7 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         "device": str(device),
         "status": "completed",
         "method_info": prediction.info,
+        "health": health,  # training-health warnings (clusterbench.health): [] when none fired
         "cluster": None if stage is None else {"name": stage.name, **stage.settings(),  # the clustering stage: part of the protocol
                                                **({"from_recipe": True} if getattr(stage, "from_recipe", False) else {})},
         "recipe": recipe.chosen or None,

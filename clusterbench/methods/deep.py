@@ -140,6 +140,11 @@ class DeepMethod(Method):
         state: what ``clusterbench-predict`` runs. Equal to ``predict``'s ids on the same features."""
         return assign_clusters(clusters, features)
 
+    def chance_loss(self) -> Optional[float]:
+        """The loss of a network that has learnt nothing (uniform logits: log of their number),
+        where the method's loss has one: the training-health check flags a loss stuck there."""
+        return None
+
     def configure_clusters(self, k: int) -> None:
         """Fix the number of clusters before ``setup`` (methods whose networks depend on it)."""
 

@@ -29,6 +29,7 @@ The final clusters: k-means (K = the class count) on the L2-normalised backbone 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import torch
@@ -39,6 +40,7 @@ from clusterbench import distributed as D
 from clusterbench.backbones.heads import projection_head
 from clusterbench.cluster.kmeans import assign, kmeans, split_empty_clusters
 from clusterbench.errors import ConfigError
+from clusterbench.health import cluster_size_shares
 from clusterbench.methods.base import require_positive
 from clusterbench.methods.deep import Batch, DeepMethod, EpochContext, InputShape
 from clusterbench.metrics import contingency, nmi_from
@@ -296,7 +298,7 @@ class DeepCluster(DeepMethod):
         n, k = ctx.num_images, self.num_prototypes
         features = ctx.embed_all(net.backbone)  # N×D, gathered: the same on every rank
         labels = torch.empty(n, dtype=torch.long, device=ctx.device)
-        stats = torch.zeros(2, device=ctx.device)  # k-means loss per image, clusters re-seeded
+        stats = torch.zeros(4, device=ctx.device)  # k-means loss per image, clusters re-seeded, empty and largest shares
         if self.dist.is_main:  # computed once, broadcast: every rank trains on the same labels
             x = features
             if self.pca_dim is not None:
@@ -308,11 +310,13 @@ class DeepCluster(DeepMethod):
             _, found, empty = reseed_empty_clusters(x, result.centroids, result.assignments, gen)
             labels.copy_(found.to(ctx.device))
             stats[0], stats[1] = result.inertia / n, empty
+            stats[2:] = torch.tensor(cluster_size_shares(result.assignments, k))  # k-means' own answer, before the re-seeding
         D.broadcast_(labels)
         D.broadcast_(stats)
         net.labels[0] = labels
         self._reset_top_layer(ctx)
-        return {"kmeans_loss": float(stats[0]), "empty_reseeded": float(stats[1])}
+        return {"kmeans_loss": float(stats[0]), "empty_reseeded": float(stats[1]), "estep_empty_share": float(stats[2]),
+                "estep_largest_share": float(stats[3])}
 
     def _reset_top_layer(self, ctx: EpochContext) -> None:
         """A fresh top layer for the new pseudo-classes (their order is arbitrary), as the paper's
@@ -337,7 +341,7 @@ class DeepCluster(DeepMethod):
             net.prototypes = torch.zeros(h_count, k, self.feature_dim, device=ctx.device)
         labels = torch.empty(h_count, n, dtype=torch.long, device=ctx.device)
         centroids = torch.empty(h_count, k, self.feature_dim, device=ctx.device)
-        stats = torch.zeros(2, device=ctx.device)  # mean k-means loss per image, empty clusters
+        stats = torch.zeros(4, device=ctx.device)  # mean k-means loss per image, empty clusters, worst empty and largest shares
         if self.dist.is_main:
             for h in range(h_count):
                 memory = net.bank[h % self.crops_for_assign]  # the official cycles the heads over the banks
@@ -346,12 +350,15 @@ class DeepCluster(DeepMethod):
                 labels[h], centroids[h] = result.assignments.to(ctx.device), result.centroids.to(ctx.device)
                 stats[0] += result.inertia / n / h_count
                 stats[1] += float((torch.bincount(result.assignments, minlength=k) == 0).sum())
+                empty_share, largest_share = cluster_size_shares(result.assignments, k)
+                stats[2], stats[3] = max(float(stats[2]), empty_share), max(float(stats[3]), largest_share)
         D.broadcast_(labels)
         D.broadcast_(centroids)
         D.broadcast_(stats)
         net.labels.copy_(labels)
         net.prototypes.copy_(centroids)
-        return {"kmeans_loss": float(stats[0]), "empty_clusters": float(stats[1])}
+        return {"kmeans_loss": float(stats[0]), "empty_clusters": float(stats[1]), "estep_empty_share": float(stats[2]),
+                "estep_largest_share": float(stats[3])}
 
     def _epoch_seed(self, epoch: int) -> int:
         return (self.seed * 1_000_003 + epoch) % (2**62)
@@ -367,6 +374,10 @@ class DeepCluster(DeepMethod):
         return super().sample_order(num_images, count, gen)
 
     # --- the training step ----------------------------------------------------------------
+
+    def chance_loss(self) -> Optional[float]:
+        """Cross-entropy over the k pseudo-classes with uniform logits."""
+        return math.log(self.num_prototypes)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.version == "v1":

@@ -14,6 +14,7 @@ Clusters: k-means on the L2-normalised backbone features f_q(x) of un-augmented 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Optional
 
 import torch
@@ -140,6 +141,10 @@ class MoCo(DeepMethod):
             k[perm] = net.key(x[perm]).to(k.dtype)
             return k
         return net.key(x)
+
+    def chance_loss(self) -> Optional[float]:
+        """InfoNCE over the positive and ``queue_size`` negatives with equal logits."""
+        return math.log(self.queue_size + 1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features (the paper's protocol), or the head's normalised output."""

@@ -37,6 +37,7 @@ from torch import nn
 from clusterbench import distributed as D
 from clusterbench.cluster import kmeans
 from clusterbench.errors import ConfigError
+from clusterbench.health import cluster_size_shares
 from clusterbench.methods.base import require_positive
 from clusterbench.methods.deep import Batch, EpochContext, InputShape, momentum_update
 from clusterbench.methods.losses import info_nce
@@ -145,6 +146,10 @@ class PCL(MoCo):
     # --- E-step ---------------------------------------------------------------------------
 
     @torch.no_grad()
+    def chance_loss(self) -> Optional[float]:
+        """None: InfoNCE plus ProtoNCE over changing prototype sets has no single chance value."""
+        return None
+
     def on_epoch_start(self, ctx: EpochContext) -> Optional[dict[str, float]]:
         if max(self.num_prototypes) > ctx.num_images:
             raise ConfigError("method.num_prototypes", f"K = {max(self.num_prototypes)} prototypes from {ctx.num_images} training images; use at most {ctx.num_images}")
@@ -154,7 +159,7 @@ class PCL(MoCo):
         net: MoCoNet = self.model  # type: ignore[assignment]
         v = ctx.embed_all(net.key)  # N×D, normalised momentum-encoder features, all ranks' images
         n, dim = v.shape
-        stats = torch.zeros(3 * len(self.num_prototypes), dtype=torch.float64, device=ctx.device)
+        stats = torch.zeros(3 * len(self.num_prototypes) + 2, dtype=torch.float64, device=ctx.device)  # + worst empty and largest shares
         for m, k in enumerate(self.num_prototypes):
             im2cluster = torch.zeros(n, dtype=torch.long, device=ctx.device)
             prototypes = torch.zeros(k, dim, dtype=torch.float32, device=ctx.device)
@@ -172,6 +177,8 @@ class PCL(MoCo):
                 raw = dist.new_zeros(k).index_add_(0, result.assignments, dist) / counts.clamp_min(1) / torch.log(counts + self.concentration_alpha)
                 stats[3 * m : 3 * m + 3] = torch.tensor([result.inertia, float(raw[counts > 1].mean()) if bool((counts > 1).any()) else 0.0,
                                                          float((counts <= 1).sum())], dtype=torch.float64)
+                empty_share, largest_share = cluster_size_shares(result.assignments, k)
+                stats[-2], stats[-1] = max(float(stats[-2]), empty_share), max(float(stats[-1]), largest_share)
             for t in (im2cluster, prototypes, phi):
                 D.broadcast_(t)
             self.im2cluster.append(im2cluster)
@@ -182,6 +189,7 @@ class PCL(MoCo):
         for m, k in enumerate(self.num_prototypes):
             inertia, raw_phi, small = stats[3 * m : 3 * m + 3].tolist()
             out.update({f"estep_k{k}_inertia": inertia, f"estep_k{k}_raw_phi": raw_phi, f"estep_k{k}_singletons": small})
+        out["estep_empty_share"], out["estep_largest_share"] = float(stats[-2]), float(stats[-1])
         return out
 
     # --- M-step ---------------------------------------------------------------------------

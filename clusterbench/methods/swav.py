@@ -28,6 +28,7 @@ otherwise k-means on the L2-normalised backbone (or head) features.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import numpy as np
@@ -250,6 +251,10 @@ class SwAV(DeepMethod):
         # SwAV's freeze: the prototypes get no update at all (no gradient, no decay, no momentum)
         if step < self.freeze_prototypes_niters:
             self.model.prototypes.weight.grad = None
+
+    def chance_loss(self) -> Optional[float]:
+        """The swapped prediction with a uniform softmax over the prototypes: log K, whatever the codes."""
+        return math.log(self.num_prototypes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         net: SwAVNet = self.model  # type: ignore[assignment]

@@ -147,6 +147,7 @@ class SCANStage(Stage):
         }}
         info.pop("scores", None)
         info.update({key: final.info[key] for key in PROBE_SCORES if key in final.info})  # the probes of the final network
+        info["health"] = [w for step in steps.values() for w in step.info.get("health", [])]  # every step's warnings
         timings = dict(pretext.timings)
         for name in ("scan", "selflabel"):
             for key, seconds in steps[name].timings.items() if name in steps else ():
