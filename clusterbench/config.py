@@ -496,6 +496,11 @@ class EvalConfig:
 STAGE_SCHEMAS: dict[str, type] = {"own": StageConfig, "kmeans": KMeansStageConfig, "gmm": GMMStageConfig, "umap": UMAPStageConfig, "scan": SCANStageConfig}
 
 
+# the schema each conf/backbone/*.yaml names in its defaults (/schema/backbone/<name>)
+BACKBONE_SCHEMAS: dict[str, type] = {"base": BackboneConfig, "convnet": ConvNetConfig, "strided": StridedConvNetConfig, "resnet": ResNetConfig,
+                                     "mlp": MLPConfig}
+
+
 @dataclass
 class RunConfig:
     method: Any = MISSING
@@ -514,6 +519,10 @@ class RunConfig:
     # (clusterbench.recipes.recipe_stage). A recipe cannot choose the cluster group itself: Hydra
     # forbids default-list overrides in the interpolated method_dataset files.
     recipe_cluster: Any = None
+    # Likewise the recipe's view recipe and backbone (conf/augment/, conf/backbone/ option names),
+    # used unless augment=... / backbone=... is given on the command line.
+    recipe_augment: Optional[str] = None
+    recipe_backbone: Optional[str] = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     store: Optional[str] = None  # SQLite results store this run is appended to
     night: Optional[str] = None  # the nightly batch label; null: today's UTC date
@@ -544,13 +553,7 @@ def register_schemas() -> None:
     cs.store(group="schema/method", name="deepcluster", node=DeepClusterConfig)
     cs.store(group="schema/method", name="mice", node=MiCEConfig)
     cs.store(group="schema/trainer", name="base", node=TrainerConfig)
-    for name, node in {
-        "base": BackboneConfig,
-        "convnet": ConvNetConfig,
-        "strided": StridedConvNetConfig,
-        "resnet": ResNetConfig,
-        "mlp": MLPConfig,
-    }.items():
+    for name, node in BACKBONE_SCHEMAS.items():
         cs.store(group="schema/backbone", name=name, node=node)
     cs.store(group="schema/augment", name="base", node=AugmentConfig)
     for name, node in {**STAGE_SCHEMAS, "base": StageConfig}.items():  # "own" has no settings beyond the base

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from clusterbench.config import STAGE_SCHEMAS, AugmentConfig, ResNetConfig, StridedConvNetConfig
+from clusterbench.config import BACKBONE_SCHEMAS, STAGE_SCHEMAS, AugmentConfig, ResNetConfig, StridedConvNetConfig
 from clusterbench.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,52 @@ def group_option(group: str, name: str, schema: Any) -> DictConfig:
     return OmegaConf.merge(OmegaConf.structured(schema), node)
 
 
+def user_groups(overrides: Sequence[str]) -> set[str]:
+    """The config groups chosen on the command line (``backbone=...``, ``+augment=...``)."""
+    return {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+
+
+def _typed_option(group: str, name: str) -> DictConfig:
+    """``conf/<group>/<name>.yaml`` under the schema its defaults name (/schema/<group>/<schema>)."""
+    try:
+        text = (resources.files("clusterbench.conf") / group / f"{name}.yaml").read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"recipe_{group}", f"'{name}' is not a {group} option (conf/{group}/)") from None
+    defaults = OmegaConf.create(text).get("defaults") or []
+    schema_name = next((str(d).split("/")[-1].split("@")[0] for d in defaults if str(d).startswith(f"/schema/{group}/")), "base")
+    schemas = {"augment": {"base": AugmentConfig}, "backbone": BACKBONE_SCHEMAS}[group]
+    return group_option(group, name, schemas.get(schema_name, schemas["base"]))
+
+
+def _with_user_settings(node: DictConfig, group: str, overrides: Sequence[str]) -> DictConfig:
+    """The command line's ``<group>.key=value`` settings over a recipe's option, as Hydra would
+    have put them over the group's default."""
+    dotlist = [o.split(".", 1)[1] for o in overrides if o.startswith(f"{group}.") and "=" in o]
+    return OmegaConf.merge(node, OmegaConf.from_dotlist(dotlist)) if dotlist else node
+
+
+def recipe_groups(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, DictConfig, dict[str, str]]:
+    """The augmentation and backbone after the method × dataset recipe's own choices
+    (``recipe_augment``, ``recipe_backbone``); ``augment=`` / ``backbone=`` on the command line win."""
+    user = user_groups(overrides)
+    augment, backbone, chosen = cfg.augment, cfg.backbone, {}
+    if cfg.get("recipe_augment") and "augment" not in user:
+        augment = _with_user_settings(_typed_option("augment", str(cfg.recipe_augment)), "augment", overrides)
+        chosen["augment"] = f"{cfg.recipe_augment} (the recipe's; augment=... picks another)"
+    if cfg.get("recipe_backbone") and "backbone" not in user:
+        backbone = _with_user_settings(_typed_option("backbone", str(cfg.recipe_backbone)), "backbone", overrides)
+        chosen["backbone"] = f"{cfg.recipe_backbone} (the recipe's; backbone=... picks another)"
+    for what, why in chosen.items():
+        log.info("%s: %s", what, why)
+    return augment, backbone, chosen
+
+
 def resolve_recipe(cfg: DictConfig, image_shape: Sequence[int], overrides: Sequence[str], deep: bool) -> Recipe:
-    """The augmentation and backbone this run uses; ``augment=auto`` is resolved from the images."""
-    if str(cfg.augment.name) != "auto" or not deep:
-        return Recipe(cfg.augment, cfg.backbone, {})
+    """The augmentation and backbone this run uses: the recipe's choices, then ``augment=auto``
+    resolved from the images."""
+    augment, backbone, recipe_chosen = recipe_groups(cfg, overrides) if deep else (cfg.augment, cfg.backbone, {})
+    if str(augment.name) != "auto" or not deep:
+        return Recipe(augment, backbone, recipe_chosen)
     channels, size = int(image_shape[0]), int(image_shape[1])
     chosen: dict[str, str] = {}
     if channels == 1:
@@ -63,20 +105,19 @@ def resolve_recipe(cfg: DictConfig, image_shape: Sequence[int], overrides: Seque
         else:
             chosen["augment"] = f"mocov2 (colour images of {size} px)"
     augment.name = "auto"  # keep the config's choice visible; the recipe above is recorded beside it
-    backbone = cfg.backbone
-    user_backbone = any(o.split("=", 1)[0] in ("backbone", "+backbone") for o in overrides)
-    if str(cfg.backbone.name) == "strided" and not user_backbone:
+    user_backbone = "backbone" in user_groups(overrides) or "backbone" in recipe_chosen
+    if str(backbone.name) == "strided" and not user_backbone:
         if size > SMALL:
             backbone = group_option("backbone", "resnet18", ResNetConfig)
             chosen["backbone"] = f"resnet18 (images of {size} px > {SMALL}; backbone=... picks another)"
         else:
-            backbone = OmegaConf.merge(OmegaConf.structured(StridedConvNetConfig), cfg.backbone)
-            widths = cfg.backbone.get("widths")
+            backbone = OmegaConf.merge(OmegaConf.structured(StridedConvNetConfig), backbone)
+            widths = backbone.get("widths")
             shape = f"sized to {size} px" if widths is None else f"widths {list(widths)}"
             chosen["backbone"] = f"strided, {shape} (backbone=... picks another)"
     for what, why in chosen.items():
         log.info("no recipe for %s: %s %s", cfg.dataset.name, what, why)
-    return Recipe(augment, backbone, chosen)
+    return Recipe(augment, backbone, {**recipe_chosen, **chosen})
 
 
 def recipe_stage(node: DictConfig) -> DictConfig:

@@ -100,3 +100,15 @@ def test_the_mnist_5min_recipe_keeps_time_for_its_stage(compose):
 
 def test_every_experiment_is_tested():
     assert set(options("experiment")) == {"moco_cifar10", "pcl_cifar10", "swav_cifar10", "deepcluster_cifar10", "mice_cifar10", "mnist_5min"}
+
+
+def test_a_recipe_may_choose_its_views_and_backbone_and_the_command_line_wins(compose):
+    from clusterbench.recipes import recipe_groups
+
+    cfg = compose("dataset=mnist", "recipe_augment=mnist_study", "recipe_backbone=convnet", "augment.global_scale=[0.5,1.0]")
+    augment, backbone, chosen = recipe_groups(cfg, ["dataset=mnist", "augment.global_scale=[0.5,1.0]"])
+    assert augment.name == "mnist_study" and backbone.name == "convnet" and set(chosen) == {"augment", "backbone"}
+    assert list(augment.global_scale) == [0.5, 1.0]  # augment.* settings go over the recipe's views
+    user = ["dataset=mnist", "augment=mnist", "backbone=strided"]
+    augment, backbone, chosen = recipe_groups(compose(*user, "recipe_augment=mnist_study", "recipe_backbone=convnet"), user)
+    assert augment.name == "mnist" and backbone.name == "strided" and chosen == {}
