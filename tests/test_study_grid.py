@@ -26,7 +26,7 @@ def grid():
 
 def args(**kw) -> argparse.Namespace:
     base = dict(minutes=1.0, limit=10000, root=Path("/data"), threads=1, queues=[32, 64], momenta=[0.99, 0.999],
-                seed=0, out=None, overrides=["augment=mnist_study"])
+                seed=0, out=None, overrides=["trainer.lr=0.03"])
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -41,7 +41,7 @@ def test_a_cell_composes_with_its_queue_and_momentum(grid, compose):
     cfg = compose(*overrides)
     assert (cfg.method.queue_size, cfg.method.momentum) == (32, 0.999)
     assert (cfg.trainer.max_minutes, cfg.dataset.limit, cfg.hardware.threads) == (1.0, 10000, 1)
-    assert cfg.augment.name == "mnist_study"
+    assert cfg.trainer.lr == 0.03 and cfg.recipe_augment == "mnist_study"  # extra overrides pass; the recipe's views
     assert cfg.trainer.batch_size == 64  # the MNIST recipe (method_dataset/moco_mnist.yaml) applies
 
 
