@@ -524,6 +524,7 @@ class RunConfig:
     recipe_augment: Optional[str] = None
     recipe_backbone: Optional[str] = None
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: Any = None  # the experiment tracker (conf/logger/: none | tensorboard | mlflow | wandb)
     store: Optional[str] = None  # SQLite results store this run is appended to
     night: Optional[str] = None  # the nightly batch label; null: today's UTC date
     rerun: bool = False  # multirun: also re-run jobs whose folder holds a finished result

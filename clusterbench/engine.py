@@ -298,6 +298,8 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         health.on_epoch(record)
         if dist.is_main:
             write_history(out_dir, ctx.history_before + history)
+            if ctx.tracker is not None:
+                ctx.tracker.log_epoch(record, len(ctx.history_before) + len(history))
             log.info("%sepoch %d: %s", f"{ctx.step} " if ctx.step else "", epoch + 1, ", ".join(f"{key} {v:.4g}" for key, v in record.items() if isinstance(v, float)))
         if stopped_early:
             break  # a partial epoch is not checkpointed: resuming repeats it from its start
@@ -313,10 +315,13 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     if dist.is_main:
         scores.update(health.measure(ids, features))
     if history:
+        new = {key: v for key, v in scores.items() if key not in history[-1]}
         history[-1].update(scores)
         health.on_epoch(history[-1])
         if dist.is_main:
             write_history(out_dir, ctx.history_before + history)
+            if ctx.tracker is not None and new:  # the final evaluation's numbers, at the last epoch's step
+                ctx.tracker.log_epoch({**new, **({"stage": ctx.step} if ctx.step else {})}, len(ctx.history_before) + len(history))
     info: dict[str, Any] = {
         "epochs": history[-1]["epoch"] if history else 0,
         "steps": step,

@@ -33,6 +33,7 @@ from clusterbench.metrics import evaluate, internal_scores
 from clusterbench.health import best_beats_final
 from clusterbench.heldout import assign_heldout, eval_split_of, load_eval_split
 from clusterbench.probes.protocol import PROBE_SCORES, check_probe_settings, heldout_protocol, probe_protocol
+from clusterbench.trackers import Tracker, build_tracker
 from clusterbench.recipes import Recipe, recipe_stage, resolve_recipe
 from clusterbench.stages import Stage
 from clusterbench.provenance import config_hash, git_commit, library_versions
@@ -113,7 +114,13 @@ def run_experiment(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()
                 device = torch.device("cuda", dist.local_rank)
                 torch.cuda.set_device(device)
             out_dir = Path(D.broadcast_object(str(out_dir)))  # rank 0's folder: checkpoints are read from it
-        result = _run(cfg, method, device, dist, out_dir, overrides, progress, start, started_at)
+        tracker = build_tracker(cfg.get("logger")) if dist.is_main else Tracker()  # only rank 0 logs; a missing package fails now
+        try:
+            result = _run(cfg, method, device, dist, out_dir, overrides, progress, start, started_at, tracker)
+        except BaseException:
+            tracker.close(failed=True)
+            raise
+        tracker.close()
         # ranks leave together: a rank that tore the group down while rank 0 was still writing
         # its results made gloo abort now and then (std::terminate in CI)
         D.barrier()
@@ -122,11 +129,16 @@ def run_experiment(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()
         D.shutdown()
 
 
-def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo, out_dir: Path, overrides: Sequence[str], progress: bool, start: float, started_at: str) -> dict[str, Any]:
+def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo, out_dir: Path, overrides: Sequence[str], progress: bool, start: float,
+         started_at: str, tracker: Optional[Tracker] = None) -> dict[str, Any]:
     seed_everything(cfg.seed)  # the same on every rank: identical initial weights
     check_probe_settings(cfg.eval)  # before any data is read
 
     eval_split = eval_split_of(cfg)  # before any data is read
+
+    tracker = tracker or Tracker()
+    if dist.is_main:
+        tracker.start(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), out_dir, out_dir.name)
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -152,6 +164,7 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         dist=dist,
         cluster=stage,
         probes=probe_protocol(data, cfg.eval, cfg.seed) if isinstance(method, DeepMethod) else None,
+        tracker=tracker,
     )
     if (cfg.eval.knn or cfg.eval.linear) and ctx.probes is None:
         log.warning("eval.knn / eval.linear: %s", "the dataset has no labels to probe with" if not data.has_labels
@@ -228,10 +241,13 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     t0 = time.perf_counter()
     write_exports(cfg, recipe, method, ctx.backbone, data, prediction, out_dir)
     timings["export"] = time.perf_counter() - t0
+    drawn: list[Path] = []
     if cfg.plots.enabled:
         t0 = time.perf_counter()
-        write_plots(cfg.plots, data, prediction, out_dir, cfg.seed)
+        drawn = write_plots(cfg.plots, data, prediction, out_dir, cfg.seed)
         timings["plots"] = time.perf_counter() - t0
+    tracker.log_final(result)
+    tracker.log_images(drawn)
     result["wall_seconds"] = time.perf_counter() - start
     result["finished_at"] = utc_now()
     atomic_write_json(out_dir / "metrics.json", result)
@@ -328,8 +344,8 @@ def record_failure(cfg: DictConfig, out_dir: Path, overrides: Sequence[str], mes
         store.append(cfg.store, store.from_result(failure, out_dir))
 
 
-def write_plots(plots: DictConfig, data: Any, prediction: Prediction, out_dir: Path, seed: int) -> None:
-    """Per-run PNGs. A plot that fails is logged and skipped: it must not cost the result."""
+def write_plots(plots: DictConfig, data: Any, prediction: Prediction, out_dir: Path, seed: int) -> list[Path]:
+    """Per-run PNGs (the paths drawn). A plot that fails is logged and skipped: it must not cost the result."""
     from clusterbench.report import plots as P  # noqa
 
     labels = data.label_array()
@@ -345,11 +361,14 @@ def write_plots(plots: DictConfig, data: Any, prediction: Prediction, out_dir: P
     if plots.curves and history.exists():
         records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
         jobs.append(("curves.png", lambda p: P.plot_training_curves(records, p)))
+    drawn = []
     for name, draw in jobs:
         try:
             draw(out_dir / name)
+            drawn.append(out_dir / name)
         except Exception as ex:  # noqa: BLE001 — a plot is never worth a lost result
             log.warning("could not draw %s: %s", name, ex)
+    return drawn
 
 
 def method_name(cfg: DictConfig) -> str:

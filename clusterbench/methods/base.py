@@ -48,6 +48,7 @@ class RunContext:
     history_before: list = field(default_factory=list)  # metrics.jsonl lines of the steps before this one
     keep_final: bool = False  # also checkpoint the final state (after a budget stop too), marked finished
     probes: Any = None  # kNN / linear probes scored at every evaluation (clusterbench.probes.ProbeProtocol)
+    tracker: Any = None  # the experiment tracker each metrics.jsonl line also goes to (clusterbench.trackers), rank 0
 
 
 @dataclass
