@@ -62,9 +62,27 @@ def scores_of(result: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(result[k]) for k in keys if isinstance(result.get(k), (int, float)) and not isinstance(result.get(k), bool)}
 
 
+def _is_variant(override: str) -> bool:
+    return not _matches(_key(override), NOT_VARIANT) and _key(override) != "method"
+
+
 def variant_of(overrides: Iterable[str]) -> str:
     """The overrides that make a method variant, sorted: '' for the method's defaults."""
-    return ",".join(sorted(o for o in overrides if not _matches(_key(o), NOT_VARIANT) and _key(o) != "method"))
+    return ",".join(sorted(o for o in overrides if _is_variant(o)))
+
+
+def variant_items(overrides: Iterable[str], variant: str = "") -> dict[str, str]:
+    """The variant's overrides by key (``{"method.queue_size": "method.queue_size=64"}``).
+
+    Read from the overrides themselves (a value may hold a comma); a record without them
+    (an old store row) falls back to splitting its variant string."""
+    chosen = [o for o in overrides if _is_variant(o)] if overrides else [o for o in variant.split(",") if o]
+    return {_key(o): o for o in chosen}
+
+
+def override_value(override: str) -> str:
+    """``method.momentum=0.99`` → ``0.99``."""
+    return override.split("=", 1)[1] if "=" in override else ""
 
 
 # A user's folder or array *is* its root or path: two folders are two datasets, never averaged.
@@ -108,6 +126,11 @@ class RunRecord:
     def row(self) -> str:
         """The table row this run belongs to."""
         return f"{self.method} ({self.variant})" if self.variant else self.method
+
+    @property
+    def items(self) -> dict[str, str]:
+        """The variant's overrides by key."""
+        return variant_items(self.overrides, self.variant)
 
     @property
     def column(self) -> str:
