@@ -7,6 +7,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 
+PIXEL_PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                          "0000000d49444154789c6360f8cfc00000030101001892f0ad0000000049454e44ae426082")
+
+
 def fabricate_run(
     path: Path,
     method: str,
@@ -20,12 +24,18 @@ def fabricate_run(
     n_classes: int = 10,
     night: str = "2026-11-24",
     labels: Optional[bool] = True,
+    health: Optional[Sequence] = None,
+    probes: Optional[dict] = None,
+    plots: Sequence[str] = (),
 ) -> Path:
     """A run folder: .hydra/ always; metrics.json if completed, error.json if failed, else neither.
 
     ``labels=False`` fabricates a run on images without labels: its metrics.json has
     ``"labels": false``, the internal scores (``scores`` overrides them) and no NMI / ACC /
     ARI / purity. ``labels=None`` leaves the key out, as results written before it existed.
+    ``health``: the metrics.json ``health`` list (sign names or whole dicts; None: no key, as
+    results from before health checks); ``probes``: ``knn_acc`` / ``linear_acc``; ``plots``:
+    PNG file names (``curves.png``) to create in the run folder (a 1-pixel image each).
     """
     from clusterbench.report.runs import protocol_of, variant_of
 
@@ -52,7 +62,12 @@ def fabricate_run(
         result = {**scores, **common, "n_samples": 100,
                   "n_clusters": n_clusters, "n_classes": n_classes if labels is not False else None, "status": "completed", "wall_seconds": 1.0,
                   "timings": {"fit": 0.5}, "run_id": f"{night}-{path.name}-{seed}", "finished_at": f"{night}T01:00:00+00:00", "config_hash": "x"}
+        if health is not None:
+            result["health"] = [w if isinstance(w, dict) else {"sign": w, "epoch": 1, "detail": f"{w} fabricated", "hint": "none"} for w in health]
+        result.update(probes or {})
         (path / "metrics.json").write_text(json.dumps(result))
+        for name in plots:
+            (path / name).write_bytes(PIXEL_PNG)
     elif status == "failed":
         (path / "error.json").write_text(json.dumps({"status": "failed", "error": "method.pca_dim: 99 is too large", **common}))
     return path

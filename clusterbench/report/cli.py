@@ -55,7 +55,16 @@ def load_records(args: argparse.Namespace) -> tuple[list[RunRecord], str]:
 def write_outputs(report: Report, out: Path, title: str, plots: bool) -> list[Path]:
     written = []
     md = out / "report.md"
-    atomic_write_bytes(md, (f"# {title}\n\n" + to_markdown(report) + "\n").encode())
+    grid_images: dict[str, Path] = {}
+    if plots:
+        from clusterbench.report.plots import plot_grid_heatmap
+
+        for grid in report.grids:
+            ref = grid.reference
+            grid_images[grid.slug] = plot_grid_heatmap(
+                grid.matrix("acc"), grid.row_values, grid.col_values, out / f"{grid.slug}.png", row_name=grid.row_key, col_name=grid.col_key,
+                title=f"{grid.title} (ACC %)", reference=grid.reference_matrix(), reference_name=f"published [{ref.source}]" if ref else "published")
+    atomic_write_bytes(md, (f"# {title}\n\n" + to_markdown(report, {s: p.name for s, p in grid_images.items()}) + "\n").encode())
     rows = to_csv_rows(report)
     buf = io.StringIO()
     if rows:  # labelled and unlabelled lines have different columns: write their union
@@ -69,14 +78,14 @@ def write_outputs(report: Report, out: Path, title: str, plots: bool) -> list[Pa
 
         for metric in METRICS:
             bars = [
-                {"method": row, "dataset": column, "mean": cell.mean(metric), "std": cell.std(metric), "published": _published(report, row, column, metric)}
+                {"method": report.label(row), "dataset": column, "mean": cell.mean(metric), "std": cell.std(metric), "published": _published(report, row, column, metric)}
                 for (row, column), cell in sorted(report.cells.items())
             ]
             images.append(plot_scores_bars(bars, out / f"report_{metric}.png", metric=metric))
     from clusterbench.report.html import render
 
-    atomic_write_bytes(out / "report.html", render(report, title, images).encode())
-    written += [md, out / "report.csv", out / "report.html", *images]
+    atomic_write_bytes(out / "report.html", render(report, title, images, base=out, grid_images=grid_images).encode())
+    written += [md, out / "report.csv", out / "report.html", *images, *grid_images.values()]
     return written
 
 

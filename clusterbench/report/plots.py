@@ -37,6 +37,7 @@ __all__ = [
     "plot_training_curves",
     "plot_trend",
     "plot_scores_bars",
+    "plot_grid_heatmap",
     "plot_cluster_montage",
     "png_data_uri",
 ]
@@ -534,6 +535,67 @@ def plot_scores_bars(rows: Sequence[Mapping[str, Any]], path: PathLike, *, metri
                  + (" · ◆ published" if any_published else ""), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
+    return _save(fig, path)
+
+
+def plot_grid_heatmap(
+    values: Sequence[Sequence[Optional[float]]],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    path: PathLike,
+    *,
+    row_name: str = "",
+    col_name: str = "",
+    title: str = "",
+    reference: Optional[Sequence[Sequence[Optional[float]]]] = None,
+    reference_name: str = "published",
+) -> Path:
+    """A two-parameter sweep as a heatmap of a score in % (None: no run), each cell
+    annotated; with ``reference`` (the same shape), the published sweep on the same colour
+    scale and ours − published on a diverging one beside it."""
+    ours = np.array([[np.nan if v is None else float(v) for v in line] for line in values], dtype=float)
+    if ours.ndim != 2 or ours.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(f"values must be {len(row_labels)}×{len(col_labels)}, got shape {ours.shape}")
+    panels: list[tuple[str, np.ndarray, str]] = [("ours", ours, "viridis")]
+    if reference is not None:
+        ref = np.array([[np.nan if v is None else float(v) for v in line] for line in reference], dtype=float)
+        if ref.shape != ours.shape:
+            raise ValueError(f"reference must have the shape of values {ours.shape}, got {ref.shape}")
+        panels += [(reference_name, ref, "viridis"), ("ours − published", ours - ref, "RdBu")]
+    finite = np.concatenate([p[1][np.isfinite(p[1])] for p in panels[:2]]) if len(panels) > 1 else ours[np.isfinite(ours)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 100.0)
+    hi = hi if hi > lo else lo + 1.0
+    width = 1.2 + 0.75 * len(col_labels)
+    fig = _new_figure(min(18.0, 0.6 + width * len(panels)), 1.4 + 0.45 * len(row_labels))
+    for i, (name, data, cmap_name) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        if cmap_name == "RdBu":
+            span = float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 1.0
+            vmin, vmax = -(span or 1.0), span or 1.0
+        else:
+            vmin, vmax = lo, hi
+        cmap = colormaps[cmap_name].copy()
+        cmap.set_bad("#eeeeee")
+        ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        for r in range(data.shape[0]):
+            for c in range(data.shape[1]):
+                v = data[r, c]
+                if not np.isfinite(v):
+                    ax.text(c, r, "–", ha="center", va="center", fontsize=8, color="#777777")
+                    continue
+                shade = (v - vmin) / (vmax - vmin)
+                dark = shade < 0.55 if cmap_name == "viridis" else abs(shade - 0.5) > 0.3
+                ax.text(c, r, f"{v:+.1f}" if cmap_name == "RdBu" else f"{v:.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+        ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels], fontsize=8)
+        ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels] if i == 0 else [""] * len(row_labels), fontsize=8)
+        ax.set_xlabel(col_name, fontsize=8)
+        if i == 0:
+            ax.set_ylabel(row_name, fontsize=8)
+        ax.set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 

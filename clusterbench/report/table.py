@@ -11,6 +11,7 @@ labelled cell, never matched to a published number, never in a baseline.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from dataclasses import dataclass, field
 from importlib import resources
@@ -167,7 +168,7 @@ def aggregate(records: list[RunRecord], references: Optional[dict[str, Any]] = N
     for r in records:
         if r.status == "completed":
             (cells if r.labelled else internal).setdefault((r.row, r.column), Cell([])).runs.append(r)
-    rows = sorted({k[0] for k in cells})
+    rows = sorted({k[0] for k in cells}, key=natural_key)
     columns = sorted({k[1] for k in cells})
     problems = sorted((r for r in records if r.status != "completed"), key=lambda r: str(r.path))
     report = Report(rows, columns, cells, problems, internal=internal)
@@ -189,23 +190,30 @@ def _label_rows(report: Report, records: list[RunRecord]) -> None:
     different variants are never merged. A method's only row keeps its full label."""
     items: dict[str, dict[str, str]] = {}
     method_of: dict[str, str] = {}
-    for r in records:
+    for r in sorted(records, key=lambda r: r.status != "completed"):
         items.setdefault(r.row, r.items)
         method_of.setdefault(r.row, r.method)
+    done = {r.row for r in records if r.status == "completed"}  # a failed run's row (only in the failures list) is labelled, not compared
     by_method: dict[str, list[str]] = {}
     for row, method in method_of.items():
         by_method.setdefault(method, []).append(row)
     for method, rows in by_method.items():
-        if len(rows) < 2:
+        compared = [row for row in rows if row in done]
+        if len(compared) < 2:
             report.labels.update({row: row for row in rows})
             continue
-        first = items[rows[0]]
-        constant = {k for k, o in first.items() if all(items[row].get(k) == o for row in rows)}
+        first = items[compared[0]]
+        constant = {k for k, o in first.items() if all(items[row].get(k) == o for row in compared)}
         if constant:
             report.shared[method] = sorted(first[k] for k in constant)
         for row in rows:
-            varying = sorted(o for k, o in items[row].items() if k not in constant)
+            varying = sorted((o for k, o in items[row].items() if not (k in constant and o == first[k])), key=natural_key)
             report.labels[row] = f"{method} ({', '.join(varying)})" if varying else method
+
+
+def natural_key(text: str) -> list:
+    """Numbers inside a string compare as numbers: queue 16 < 128, momentum 0.9 < 0.99."""
+    return [(0, float(t), "") if t and t[0].isdigit() else (1, 0.0, t) for t in re.split(r"(\d+(?:\.\d+)?(?:e-?\d+)?)", text)]
 
 
 def _number(value: str) -> Optional[float]:
