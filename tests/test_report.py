@@ -277,3 +277,202 @@ def test_gate_ignores_unlabelled_runs_and_names_a_baseline_entry_for_one(tmp_pat
     assert str(night2 / "f") in err[0]
     regressions = gate.check(aggregate(load_runs([night2]), references={}), base)
     assert [(r.row, r.unlabelled, r.metric) for r in regressions] == [("moco", True, None)]
+
+
+# -- a report that fits sweeps ------------------------------------------------------------------
+
+
+from html.parser import HTMLParser  # noqa: E402
+
+from clusterbench.report.table import table_rows  # noqa: E402
+
+VOID = {"meta", "img", "br", "input", "link", "hr", "col", "wbr"}
+
+
+class _Page(HTMLParser):
+    """Checks that tags nest and close; collects tables (rows of cell widths), links and scripts."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.errors, self.tables, self.links, self.scripts = [], [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a":
+            self.links.append(attrs.get("href"))
+        if tag == "table":
+            self.tables.append([])
+        if tag == "tr":
+            self.tables[-1].append(0)
+        if tag in ("td", "th"):
+            self.tables[-1][-1] += int(attrs.get("colspan") or 1)
+        if tag == "script":
+            self.scripts.append("")
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_data(self, data):
+        if self.stack and self.stack[-1] == "script":
+            self.scripts[-1] += data
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+def _parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    page.close()
+    assert not page.errors and not page.stack, (page.errors, page.stack)
+    for widths in page.tables:  # every row spans as many columns as the header
+        assert len(set(widths)) == 1, widths
+    return page
+
+
+def _sweep(root, queues=(16, 64), momenta=(0.9, 0.99), seeds=(0,), skip=(), **kw):
+    """A queue × momentum sweep of MoCo on MNIST with one constant override."""
+    for m in momenta:
+        for q in queues:
+            if (m, q) in skip:
+                continue
+            for seed in seeds:
+                acc = 0.9 + q / 10000 - m / 100 + seed / 1000
+                fabricate_run(root / f"m{m}_q{q}_s{seed}", "moco", "mnist", seed, {"nmi": acc - 0.05, "acc": acc, "ari": acc - 0.1},
+                              overrides=[f"method.queue_size={q}", f"method.momentum={m}", "trainer.max_minutes=0.5"], **kw)
+
+
+def test_labels_show_only_the_overrides_that_vary_within_a_method(tmp_path):
+    _sweep(tmp_path)
+    fabricate_run(tmp_path / "k", "kmeans", "mnist", 0, overrides=["method.num_clusters=30"], n_clusters=30)
+    report = aggregate(load_runs([tmp_path]), references={})
+    row = "moco (method.momentum=0.9,method.queue_size=16,trainer.max_minutes=0.5)"
+    assert row in report.rows and len(report.rows) == 5  # the keys keep every override: no two variants merge
+    assert report.label(row) == "moco (method.momentum=0.9, method.queue_size=16)"
+    assert report.shared == {"moco": ["trainer.max_minutes=0.5"]}
+    assert report.label("kmeans (method.num_clusters=30)") == "kmeans (method.num_clusters=30)"  # a method's only row: whole
+    md = to_markdown(report)
+    assert "| moco (method.momentum=0.9, method.queue_size=16) | 1 |" in md
+    assert md.count("trainer.max_minutes=0.5") == 1 and "Every row of moco: trainer.max_minutes=0.5." in md
+    # natural order: queue 16 before 64, momentum 0.9 before 0.99
+    labels = [line[0] for line in table_rows(report)[1:] if line[0].startswith("moco")]
+    assert labels == ["moco (method.momentum=0.9, method.queue_size=16)", "moco (method.momentum=0.9, method.queue_size=64)",
+                      "moco (method.momentum=0.99, method.queue_size=16)", "moco (method.momentum=0.99, method.queue_size=64)"]
+
+
+def test_published_references_still_match_beside_shortened_labels(tmp_path):
+    fabricate_run(tmp_path / "d", "kmeans", "mnist", 0, {"nmi": 0.5, "acc": 0.55, "ari": 0.4})
+    fabricate_run(tmp_path / "k30", "kmeans", "mnist", 0, {"nmi": 0.7, "acc": 0.5, "ari": 0.4, "purity": 0.76}, overrides=["method.num_clusters=30"], n_clusters=30)
+    report = aggregate(load_runs([tmp_path]))
+    assert report.published[("kmeans", "mnist")]["mean"].source == "dec"
+    assert report.published[("kmeans (method.num_clusters=30)", "mnist")]["mean"].source == "mnist_study"
+    md = to_markdown(report)
+    assert "ACC 53.5 [dec] | ACC +1.5 |" in md and "purity 75.2 [mnist_study] | purity +0.8 |" in md
+
+
+def test_single_seed_cells_have_no_plus_minus_and_no_best_row(tmp_path):
+    fabricate_run(tmp_path / "g", "gmm", "digits", 0, {"nmi": 0.7, "acc": 0.8, "ari": 0.6})
+    for seed in (0, 1):
+        fabricate_run(tmp_path / f"k{seed}", "kmeans", "digits", seed, {"nmi": 0.7, "acc": 0.8 + seed / 10, "ari": 0.6})
+    md = to_markdown(aggregate(load_runs([tmp_path]), references={}))
+    assert "| gmm | 1 | 70.0 | 80.0 | 60.0 |" in md and "gmm (best)" not in md and "gmm (mean)" not in md
+    assert "| kmeans (mean) | 2 | 70.0 ± 0.0 | 85.0 ± 7.1 | 60.0 ± 0.0 |" in md and "| kmeans (best) |  | 70.0 | 90.0 | 60.0 |" in md
+
+
+def test_a_two_parameter_sweep_is_a_grid_also_with_one_combination_missing(tmp_path):
+    _sweep(tmp_path, queues=(16, 64, 256), seeds=(0, 1), skip={(0.99, 256)})
+    fabricate_run(tmp_path / "k", "kmeans", "mnist", 0)
+    report = aggregate(load_runs([tmp_path]), references={})
+    [grid] = report.grids
+    assert (grid.method, grid.column, grid.row_key, grid.col_key) == ("moco", "mnist", "method.queue_size", "method.momentum")  # the longer list down
+    assert grid.row_values == ["16", "64", "256"] and grid.col_values == ["0.9", "0.99"] and grid.reference is None
+    acc = grid.matrix("acc")
+    assert acc[0][0] == pytest.approx(100 * (0.9 + 0.0016 - 0.009 + 0.0005)) and acc[2][1] is None
+    md = to_markdown(report, {grid.slug: "grid_moco_mnist.png"})
+    assert "**Sweep: moco on mnist: method.queue_size × method.momentum**" in md
+    assert "| method.queue_size ↓ method.momentum → | 0.9 | 0.99 |" in md and "| 256 | 91.7 ± 0.1 | – |" in md
+    assert "NMI / ARI (ours):" in md and "![grid_moco_mnist](grid_moco_mnist.png)" in md
+    # three parameters varying, or only two rows: no grid
+    fabricate_run(tmp_path / "x", "moco", "mnist", 0, overrides=["method.queue_size=16", "method.momentum=0.9", "trainer.max_minutes=1"])
+    assert aggregate(load_runs([tmp_path]), references={}).grids == []
+
+
+def test_the_study_grid_stands_beside_ours_with_the_difference(tmp_path, capsys):
+    _sweep(tmp_path / "runs", queues=(16, 32, 64, 128, 256), momenta=(0.9, 0.99, 0.999, 0.9999), plots=("curves.png",))
+    report = aggregate(load_runs([tmp_path / "runs"]))
+    [grid] = report.grids
+    assert (grid.row_key, grid.col_key) == ("method.momentum", "method.queue_size")  # the study's orientation
+    assert grid.reference.source == "mnist_study_moco" and "METHODS.md" in grid.reference.label
+    assert grid.reference.values[("0.99", "64")] == 96.91 and len(grid.reference.values) == 20
+    md = to_markdown(report)
+    ours = 100 * (0.9 + 0.0064 - 0.0099)
+    assert "ACC published [mnist_study_moco]:" in md and "| 0.99 | 92.98 | 93.27 | 96.91 | 96.14 | 95.36 |" in md
+    assert md.split("Δ ACC:")[1].split("\n")[5].split(" | ")[3] == f"{ours - 96.91:+.1f}"  # row m 0.99, column queue 64
+    assert report_main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    png = tmp_path / "out" / f"{grid.slug}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (tmp_path / "out" / "report.html").read_text()
+    _parse(html)
+    assert "published 96.91 · Δ" in html and "Sweep: moco on mnist" in html and html.count("data:image/png;base64,") == 4  # 3 bars + heatmap
+    assert "](" + png.name + ")" in (tmp_path / "out" / "report.md").read_text()
+    # a reference for another pair of keys, or another dataset, is not attached
+    other = aggregate(load_runs([tmp_path / "runs"]), references={"grids": [{**load_refs()["grids"][0], "dataset": "cifar10"}]})
+    assert other.grids[0].reference is None
+
+
+def load_refs():
+    from clusterbench.report.table import load_references
+
+    return load_references()
+
+
+def test_html_escapes_override_values_links_runs_and_parses(tmp_path):
+    runs = tmp_path / "runs"
+    fabricate_run(runs / "evil", "kmeans", "digits", 0, overrides=["method.init=<script>alert(1)</script>"], plots=("curves.png", "confusion.png"))
+    fabricate_run(runs / "plain", "kmeans", "digits", 0)
+    for seed in (0, 1):
+        fabricate_run(runs / f"g{seed}", "gmm", "digits", seed, {"nmi": 0.6, "acc": 0.6 + seed / 10, "ari": 0.5})
+    fabricate_run(runs / "bad <b>", "gmm", "digits", 3, status="failed")
+    out = tmp_path / "site" / "out"
+    assert report_main([str(runs), "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<b>" not in html
+    md = (out / "report.md").read_text()
+    assert "<script>" not in md and "\\<script\\>alert(1)" in md
+    page = _parse(html)
+    assert len(page.scripts) == 1 and "sortable" in page.scripts[0]  # the page's own sorter, nothing else
+    assert "class='sortable'" in html and "<div class='scroll'><table class='sortable'>" in html and "overflow-x: auto" in html
+    assert "../../runs/evil/" in page.links and "../../runs/evil/curves.png" in page.links and "../../runs/evil/confusion.png" in page.links
+    assert "../../runs/g0/" in page.links and "../../runs/g1/" in page.links and "../../runs/bad%20%3Cb%3E/" in page.links
+    assert not any(link.startswith("/") or "://" in link for link in page.links)  # all relative
+    assert "../../runs/plain/curves.png" not in page.links  # only the plots a run has
+    tbodies = html.count("<tbody")  # one per row group (mean + best line sort together), one for the failures
+    assert tbodies >= 4
+
+
+def test_knn_linear_and_health_columns_and_csv_fields(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        fabricate_run(runs / f"m{seed}", "moco", "digits", seed, {"nmi": 0.7, "acc": 0.8, "ari": 0.6},
+                      probes={"knn_acc": 0.90 + seed / 100, "linear_acc": 0.95}, health=["collapse", "flat_loss"] if seed == 0 else ["collapse"])
+    fabricate_run(runs / "k", "kmeans", "digits", 0, health=[])
+    report = aggregate(load_runs([runs]), references={})
+    assert report.probes == ("knn_acc", "linear_acc") and report.health
+    header, *lines = table_rows(report)
+    assert header[2:7] == ["digits NMI", "digits ACC", "digits ARI", "digits kNN", "digits linear"] and header[7] == "digits health"
+    moco = next(line for line in lines if line[0] == "moco (mean)")
+    assert moco[5:8] == ["90.5 ± 0.7", "95.0 ± 0.0", "collapse×2, flat_loss"]
+    kmeans = next(line for line in lines if line[0] == "kmeans")
+    assert kmeans[5:8] == ["–", "–", "ok"]
+    assert report_main([str(runs), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    rows = {r["method"]: r for r in csv.DictReader((tmp_path / "out" / "report.csv").open())}
+    assert rows["moco"]["knn_acc_mean"] == "90.5" and rows["moco"]["linear_acc_std"] == "0.0" and rows["moco"]["health"] == "collapse×2, flat_loss"
+    assert rows["kmeans"]["knn_acc_mean"] == "" and rows["kmeans"]["health"] == "ok" and rows["kmeans"]["label"] == "kmeans"
+    _parse((tmp_path / "out" / "report.html").read_text())
+    # runs without probes or health (older results): no such columns
+    fabricate_run(tmp_path / "old" / "k", "kmeans", "digits", 0)
+    assert table_rows(aggregate(load_runs([tmp_path / "old"]), references={}))[0] == ["method", "runs", "digits NMI", "digits ACC", "digits ARI"]

@@ -574,8 +574,7 @@ def plot_grid_heatmap(
             vmin, vmax = -(span or 1.0), span or 1.0
         else:
             vmin, vmax = lo, hi
-        cmap = colormaps[cmap_name].copy()
-        cmap.set_bad("#eeeeee")
+        cmap = colormaps[cmap_name].with_extremes(bad="#eeeeee")
         ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
         for r in range(data.shape[0]):
             for c in range(data.shape[1]):
