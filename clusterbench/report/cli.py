@@ -79,7 +79,7 @@ def write_outputs(report: Report, out: Path, title: str, plots: bool) -> list[Pa
         for metric in METRICS:
             bars = [
                 {"method": report.label(row), "dataset": column, "mean": cell.mean(metric), "std": cell.std(metric), "published": _published(report, row, column, metric)}
-                for (row, column), cell in sorted(report.cells.items())
+                for row in report.rows for column in report.columns if (cell := report.cells.get((row, column))) is not None
             ]
             images.append(plot_scores_bars(bars, out / f"report_{metric}.png", metric=metric))
     from clusterbench.report.html import render

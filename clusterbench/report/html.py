@@ -29,10 +29,10 @@ th { background: #f4f4f4; } th.group { text-align: center; white-space: normal; 
 table.sortable thead tr:last-child th { cursor: pointer; user-select: none; }
 table.sortable th[data-dir="asc"]::after { content: " \\25B2"; font-size: 9px; }
 table.sortable th[data-dir="desc"]::after { content: " \\25BC"; font-size: 9px; }
-th:first-child, td:first-child { text-align: left; white-space: normal; min-width: 10em; max-width: 26em; }
-td.wrap { white-space: normal; min-width: 9em; max-width: 18em; text-align: left; }
-td.links { white-space: normal; text-align: left; min-width: 12em; max-width: 30em; font-size: 12px; }
-td.links a { margin-right: 0.3em; }
+th:first-child, td:first-child { text-align: left; white-space: normal; min-width: 16em; max-width: 26em; }
+td.wrap { white-space: normal; min-width: 4em; max-width: 14em; text-align: left; }
+td.links { white-space: normal; text-align: left; min-width: 12em; max-width: 22em; font-size: 12px; }
+td.links a { margin-right: 0.2em; } td.links span.run { white-space: nowrap; display: inline-block; margin-right: 0.6em; }
 tr.best td { color: #555; } tr.known td { font-style: italic; color: #666; }
 table.grid td { text-align: center; } table.grid td small { color: #444; display: block; }
 .grids { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
@@ -91,8 +91,8 @@ def run_links(runs: Sequence[RunRecord], base: Optional[Path], several_columns: 
             name = f"{r.column} · {name}"
         plots = [p for p in RUN_PLOTS if (r.path / p).is_file()]
         links = "".join(f' <a href="{href(r.path / p, base)}">{esc(p[:-4])}</a>' for p in plots)
-        parts.append(f'<a href="{href(r.path, base)}/" title="{esc(r.path)}">{esc(name)}</a>' + (f"<small>:{links}</small>" if links else ""))
-    return "<br>".join(parts)
+        parts.append(f'<span class="run"><a href="{href(r.path, base)}/" title="{esc(r.path)}">{esc(name)}</a>' + (f"<small>:{links}</small>" if links else "") + "</span>")
+    return " ".join(parts)
 
 
 def render(report: Report, title: str, plots: Sequence[Path] = (), base: Optional[Path] = None,
