@@ -476,3 +476,27 @@ def test_knn_linear_and_health_columns_and_csv_fields(tmp_path):
     # runs without probes or health (older results): no such columns
     fabricate_run(tmp_path / "old" / "k", "kmeans", "digits", 0)
     assert table_rows(aggregate(load_runs([tmp_path / "old"]), references={}))[0] == ["method", "runs", "digits NMI", "digits ACC", "digits ARI"]
+
+
+def test_the_clustering_stage_stays_in_every_label_and_grid(tmp_path):
+    _sweep(tmp_path / "own", queues=(16, 32, 64, 128, 256), momenta=(0.9, 0.99, 0.999, 0.9999))
+    _sweep(tmp_path / "scan", queues=(16, 64), momenta=(0.9, 0.99))  # the same sweep read out by SCAN: cluster=scan in every run
+    for run in (tmp_path / "scan").iterdir():
+        result = json.loads((run / "metrics.json").read_text())
+        result["overrides"] += ["cluster=scan", "cluster.epochs=5"]
+        result["variant"] = variant_of(result["overrides"])
+        (run / "metrics.json").write_text(json.dumps(result))
+    report = aggregate(load_runs([tmp_path / "scan"]), references={})
+    row = "moco (cluster.epochs=5,cluster=scan,method.momentum=0.9,method.queue_size=16,trainer.max_minutes=0.5)"
+    assert row in report.rows
+    assert report.label(row) == "moco (cluster.epochs=5, cluster=scan, method.momentum=0.9, method.queue_size=16)"  # the stage, though shared
+    assert report.shared == {"moco": ["trainer.max_minutes=0.5"]}
+    assert all("cluster=scan" in line[0] for line in table_rows(report)[1:])
+    [grid] = report.grids
+    assert grid.stage == ["cluster.epochs=5", "cluster=scan"] and "moco (cluster.epochs=5, cluster=scan) on mnist" in grid.title
+    # both stages together: two grids, the study's sweep beside the method's own read-out only
+    report = aggregate(load_runs([tmp_path]))
+    own, scan = sorted(report.grids, key=lambda g: len(g.stage))
+    assert own.stage == [] and own.reference is not None and own.reference.source == "mnist_study_moco"
+    assert scan.stage and scan.reference is None and own.slug != scan.slug
+    assert report.label("moco (method.momentum=0.9,method.queue_size=16,trainer.max_minutes=0.5)") == "moco (method.momentum=0.9, method.queue_size=16)"

@@ -34,12 +34,20 @@ NOT_VARIANT = ("seed", "dataset", "hydra", "store", "night", "plots", "save_assi
 NOT_PROTOCOL = ("dataset.root", "dataset.download", "dataset.split")
 
 
+STAGE = ("cluster",)  # cluster=... / cluster.*: the clustering stage, always said in a row's label (never "shared")
+
+
 def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
 def _matches(key: str, prefixes: Sequence[str]) -> bool:
     return any(key == p or key.startswith(p + ".") or key.startswith(p + "/") for p in prefixes)
+
+
+def is_stage(key: str) -> bool:
+    """Whether an override key (``cluster``, ``cluster.pca_dim``) sets the clustering stage."""
+    return _matches(key, STAGE)
 
 
 def is_labelled(result: Mapping[str, Any]) -> bool:

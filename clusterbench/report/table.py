@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any, Optional
 
 from clusterbench.metrics import INTERNAL_SCORES
-from clusterbench.report.runs import RunRecord, override_value
+from clusterbench.report.runs import RunRecord, is_stage, override_value
 
 METRICS = ("nmi", "acc", "ari")
 NAMES = {"nmi": "NMI", "acc": "ACC", "ari": "ARI", "purity": "purity"}
@@ -101,16 +101,18 @@ class Grid:
     col_values: list[str]
     cells: dict[tuple[str, str], Cell]
     reference: Optional[GridReference] = None
+    stage: list[str] = field(default_factory=list)  # the clustering stage every cell shares (``cluster=scan``), if any
 
     @property
     def slug(self) -> str:
-        """A file name stem: ``grid_moco_mnist``."""
-        text = f"grid_{self.method}_{self.column}"
+        """A file name stem: ``grid_moco_mnist`` (``grid_moco_cluster_scan_mnist`` after a stage)."""
+        text = "_".join(["grid", self.method, *(o.replace("=", "_") for o in self.stage), self.column])
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_")[:120]
 
     @property
     def title(self) -> str:
-        return f"{self.method} on {self.column}: {self.row_key} × {self.col_key}"
+        method = f"{self.method} ({', '.join(self.stage)})" if self.stage else self.method
+        return f"{method} on {self.column}: {self.row_key} × {self.col_key}"
 
     def matrix(self, metric: str, stat: str = "mean") -> list[list[Optional[float]]]:
         """Rows × columns of the metric in %, None where no run."""
@@ -187,7 +189,9 @@ def _label_rows(report: Report, records: list[RunRecord]) -> None:
 
     An override every row of a method has (``trainer.max_minutes=0.5`` of a whole sweep) is
     said once, in ``report.shared``, not in every label; the row keys stay whole, so runs of
-    different variants are never merged. A method's only row keeps its full label."""
+    different variants are never merged. The clustering stage (``cluster=scan``,
+    ``cluster.*``) always stays in the label, shared or not. A method's only row keeps its
+    full label."""
     items: dict[str, dict[str, str]] = {}
     method_of: dict[str, str] = {}
     for r in sorted(records, key=lambda r: r.status != "completed"):
@@ -203,7 +207,7 @@ def _label_rows(report: Report, records: list[RunRecord]) -> None:
             report.labels.update({row: row for row in rows})
             continue
         first = items[compared[0]]
-        constant = {k for k, o in first.items() if all(items[row].get(k) == o for row in compared)}
+        constant = {k for k, o in first.items() if not is_stage(k) and all(items[row].get(k) == o for row in compared)}
         if constant:
             report.shared[method] = sorted(first[k] for k in constant)
         for row in rows:
@@ -242,17 +246,19 @@ DEFAULT = "default"
 def find_grids(report: Report, refs: Optional[dict[str, Any]] = None) -> list[Grid]:
     """The two-parameter sweeps in the labelled table: the rows of one method on one column
     that differ in exactly two override keys, each with two or more values, most of the
-    combinations present. Where the references hold such a sweep, it is attached."""
+    combinations present; each clustering stage (``cluster=...``) a sweep of its own. Where
+    the references hold such a sweep (of the method's own read-out), it is attached."""
     grids = []
     for column in report.columns:
-        by_method: dict[str, list[Cell]] = {}
+        by_method: dict[tuple[str, tuple[str, ...]], list[Cell]] = {}  # (method, its stage overrides): each stage's sweep apart
         for (row, c), cell in sorted(report.cells.items()):
             if c == column:
-                by_method.setdefault(cell.runs[0].method, []).append(cell)
-        for method, cells in by_method.items():
+                stage = tuple(sorted(o for k, o in cell.runs[0].items.items() if is_stage(k)))
+                by_method.setdefault((cell.runs[0].method, stage), []).append(cell)
+        for (method, stage_of), cells in by_method.items():
             if len(cells) < 3:
                 continue
-            items = [cell.runs[0].items for cell in cells]
+            items = [{k: o for k, o in cell.runs[0].items.items() if not is_stage(k)} for cell in cells]
             keys = sorted({k for i in items for k in i})
             varying = [k for k in keys if len({i.get(k) for i in items}) > 1]
             if len(varying) != 2:
@@ -263,13 +269,15 @@ def find_grids(report: Report, refs: Optional[dict[str, Any]] = None) -> list[Gr
             combos = set(zip(value[a], value[b]))
             if len(values_a) < 2 or len(values_b) < 2 or len(combos) != len(cells) or 2 * len(combos) <= len(values_a) * len(values_b):
                 continue
-            ref = _grid_reference(refs or {}, method, cells[0], a, b)
+            stage = list(stage_of)
+            # a published sweep describes the method's own read-out: none beside another stage's grid
+            ref = None if stage else _grid_reference(refs or {}, method, cells[0], a, b)
             if ref is not None:
                 row_key, col_key = ref[0], ref[1]
             else:  # the longer list down the page: tall tables fit a screen
                 row_key, col_key = (a, b) if len(values_a) >= len(values_b) else (b, a)
             grid = Grid(method, column, row_key, col_key, _ordered(set(value[row_key])), _ordered(set(value[col_key])),
-                        {(value[row_key][n], value[col_key][n]): cell for n, cell in enumerate(cells)})
+                        {(value[row_key][n], value[col_key][n]): cell for n, cell in enumerate(cells)}, stage=stage)
             if ref is not None:
                 grid.reference = _match_reference_values(ref[2], grid)
             grids.append(grid)
