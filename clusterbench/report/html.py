@@ -30,6 +30,9 @@ table.sortable thead tr:last-child th { cursor: pointer; user-select: none; }
 table.sortable th[data-dir="asc"]::after { content: " \\25B2"; font-size: 9px; }
 table.sortable th[data-dir="desc"]::after { content: " \\25BC"; font-size: 9px; }
 th:first-child, td:first-child { text-align: left; white-space: normal; min-width: 16em; max-width: 26em; }
+table.sortable th.stick, table.sortable td:first-child { position: sticky; left: 0; z-index: 1; min-width: 19em;
+  box-shadow: inset -1px 0 #bbb; }
+table.sortable th.stick { background: #f4f4f4; } table.sortable td:first-child { background: #fff; }
 td.wrap { white-space: normal; min-width: 4em; max-width: 14em; text-align: left; }
 td.links { white-space: normal; text-align: left; min-width: 12em; max-width: 22em; font-size: 12px; }
 td.links a { margin-right: 0.2em; } td.links span.run { white-space: nowrap; display: inline-block; margin-right: 0.6em; }
@@ -130,9 +133,12 @@ def _labelled_table(report: Report, base: Optional[Path]) -> str:
     """Two header rows (dataset protocols over their scores), then one <tbody> per method
     variant (its mean line and its best line sort together), the best-known lines last."""
     lay = layout(report)
-    top = "".join(f"<th class='group' colspan='{len(names)}'>{esc(group)}</th>" for group, names in lay.groups) + "<th class='group'></th>"
+    # the method column stays in view while the table scrolls sideways: its own cell in the top row too
+    (_, first), *rest = lay.groups
+    top = "<th class='group stick'></th>" + (f"<th class='group' colspan='{len(first) - 1}'></th>" if len(first) > 1 else "")
+    top += "".join(f"<th class='group' colspan='{len(names)}'>{esc(group)}</th>" for group, names in rest) + "<th class='group'></th>"
     names = [name for _, names in lay.groups for name in names] + ["run folders · plots"]
-    head = "".join(f"<th>{esc(n)}</th>" for n in names)
+    head = "".join(f"<th{' class=stick' if i == 0 else ''}>{esc(n)}</th>" for i, n in enumerate(names))
     several_columns = len(report.columns) > 1
     wrap = {i for i, n in enumerate(names) if n in ("published", "Δ", "health")}
     body = []
