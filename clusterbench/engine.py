@@ -217,7 +217,6 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     warmup = min(cfg.warmup_epochs / max(cfg.epochs, 1), 1.0)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16, enabled=precision != "fp32")
     clock.start()
-    epoch = start_epoch
     for epoch in range(start_epoch, start_epoch if finished else cfg.epochs):
         if clock.out_of_time:
             stopped_early = True

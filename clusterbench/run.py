@@ -225,8 +225,8 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         "health": health,  # training-health warnings (clusterbench.health): [] when none fired
         "cluster": None if stage is None else {"name": stage.name, **stage.settings(),  # the clustering stage: part of the protocol
                                                **({"from_recipe": True} if getattr(stage, "from_recipe", False) else {})},
-        "recipe": recipe.chosen or None,
-        "probes": None if ctx.probes is None else {**ctx.probes.describe(), **{key: prediction.info[key] for key in PROBE_SCORES if key in prediction.info}},  # what was chosen for a dataset without a recipe (clusterbench.recipes)
+        "recipe": recipe.chosen or None,  # what the recipe or clusterbench.recipes chose (augment, backbone), and why
+        "probes": None if ctx.probes is None else {**ctx.probes.describe(), **{key: prediction.info[key] for key in PROBE_SCORES if key in prediction.info}},
         "timings": timings,
         "run_id": uuid.uuid4().hex,
         "night": night_of(cfg),
