@@ -122,7 +122,9 @@ def test_epoch_start_labels_every_image_and_resets_the_top_layer_and_its_momentu
     embed_all = torch.no_grad()(lambda fn: fn(images))  # as the engine's: no gradient
     ctx = EpochContext(0, 40, torch.device("cpu"), 0, DistInfo(), embed_all, opt)
     log = method.on_epoch_start(ctx)
-    assert set(log) == {"kmeans_loss", "empty_reseeded"}  # no previous epoch: no nmi_prev
+    # no previous epoch: no nmi_prev; the cluster-size shares feed the training-health check
+    assert set(log) == {"kmeans_loss", "empty_reseeded", "estep_empty_share", "estep_largest_share"}
+    assert 0.0 <= log["estep_empty_share"] <= 1.0 and 0.0 < log["estep_largest_share"] <= 1.0
     labels = method.model.labels
     assert labels.shape == (1, 40) and torch.bincount(labels[0], minlength=5).min() >= 1
     assert top.weight not in opt.state and top.bias not in opt.state

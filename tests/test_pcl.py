@@ -154,7 +154,7 @@ def test_estep_clusters_given_features_and_skips_the_warmup():
     assert method.on_epoch_start(ctx(0)) is None and not calls and not method.prototypes  # warm-up: no E-step
     stats = method.on_epoch_start(ctx(1))
     assert calls == [method.model.key]  # the momentum encoder's normalised head output
-    assert set(stats) == {f"estep_k{k}_{s}" for k in (2, 4) for s in ("inertia", "raw_phi", "singletons")}
+    assert set(stats) == {f"estep_k{k}_{s}" for k in (2, 4) for s in ("inertia", "raw_phi", "singletons")} | {"estep_empty_share", "estep_largest_share"}
     for k, ids, protos, phi in zip([2, 4], method.im2cluster, method.prototypes, method.phi):
         assert ids.shape == (40,) and protos.shape == (k, 4) and phi.shape == (k,)
         assert torch.allclose(protos.norm(dim=1), torch.ones(k), atol=1e-5)
