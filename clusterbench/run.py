@@ -106,6 +106,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()
     if cfg.seed < 0:
         raise ConfigError("seed", f"{cfg.seed} is negative; use an integer ≥ 0")
     method: Method = build(cfg.method)
+    threads = torch.get_num_threads()  # hardware.threads is this run's: restored after it (in-process sweeps, tests)
     device = resolve_device(cfg.hardware)
     dist = D.init(cfg.hardware.distributed, device, cfg.hardware.backend)
     try:
@@ -127,6 +128,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()
         return result
     finally:
         D.shutdown()
+        torch.set_num_threads(threads)
 
 
 def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo, out_dir: Path, overrides: Sequence[str], progress: bool, start: float,
