@@ -22,6 +22,22 @@ def run_clusterbench(overrides: Sequence[str], out: Path) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
+def recluster(run_dir: Path, stage: str, out: Path) -> dict:
+    """``clusterbench-recluster RUN_DIR cluster=STAGE --out OUT`` (the same trained model, another
+    read-out); returns the stage's metrics.json."""
+    cmd = [sys.executable, "-m", "clusterbench.recluster", str(run_dir), f"cluster={stage}", "--out", str(out), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return json.loads((out / "metrics.json").read_text())
+
+
+def finished(out: Path) -> dict | None:
+    """``out``'s metrics.json when a run there finished (an interrupted benchmark continues), else None."""
+    done = out / "metrics.json"
+    return json.loads(done.read_text()) if done.exists() else None
+
+
 def sweep(overrides: Sequence[str], seeds: Sequence[int]) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         return [run_clusterbench([*overrides, f"seed={s}"], Path(tmp) / f"seed{s}") for s in seeds]

@@ -7,6 +7,13 @@ in the budget's last `--stage-minutes` (`deepcluster` is exactly `experiment=mni
 cluster=kmeans`, not in the 5 minutes). Prints NMI / ACC / ARI mean ± std for both read-outs, the
 run's wall time, and the stage's share of it. `--stage scan` reads out with SCAN instead.
 
+Every run also probes its features (eval.knn, eval.linear): MNIST's own split, fitted on the 60k
+train images' labels, scored on the 10k test images (the network saw all 70k unlabelled, the
+clustering protocol). A second table gives knn_acc / linear_acc beside the clustering ACC and the
+probes' seconds as a share of the run. With `--out`, finished runs are read, not re-run; a run
+from before the probes (no ``probes`` in its metrics.json) is probed afterwards from its model.pt,
+embedded as the run embedded it (``timed: after``).
+
     python benchmarks/mnist_5min.py [--methods deepcluster moco ...|all] [--seeds 3] [--root ../shared/data] [--threads 1]
 """
 
@@ -15,22 +22,47 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from _common import SHARED_DATA, mean_std, run_clusterbench
+from _common import SHARED_DATA, finished, mean_std, recluster, run_clusterbench
 
 METHODS = ("deepcluster", "moco", "pcl", "swav", "mice", "ae")
 
 
-def recluster_kmeans(run_dir: Path, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "clusterbench.recluster", str(run_dir), "cluster=kmeans", "--out", str(out), "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    return json.loads((out / "metrics.json").read_text())
+PROBES = ["eval.knn=true", "eval.linear=true"]
+
+
+def probe_afterwards(run_dir: Path) -> dict:
+    """The in-run probes' scores for a run made without them: its model.pt re-embeds its images
+    (as the run did), and the run's own probe protocol scores them. Also records the seconds."""
+    import time
+
+    from omegaconf import OmegaConf
+
+    from clusterbench import runfolder
+    from clusterbench.data import build_dataset
+    from clusterbench.predict import embed_images, resolve
+    from clusterbench.probes.protocol import probe_protocol
+
+    state = runfolder.read_model(run_dir)
+    cfg = OmegaConf.create(state["config"])
+    cfg.eval.knn = cfg.eval.linear = True
+    data = build_dataset(cfg.dataset, int(cfg.seed))
+    _, features = embed_images(state, cfg, data.train_images(), resolve("cpu"), progress=False)
+    protocol = probe_protocol(data, cfg.eval, int(cfg.seed))
+    t0 = time.perf_counter()
+    scores = protocol.scores(features[: len(data)])
+    return {**scores, "split": protocol.how, "seconds": time.perf_counter() - t0, "timed": "after"}
+
+
+def probes_of(run: dict, run_dir: Path) -> dict:
+    if run.get("probes"):
+        return {**run["probes"], "seconds": run["timings"].get("probes", 0.0), "timed": "in run"}
+    cache = run_dir / "probes_afterwards.json"
+    if not cache.exists():
+        cache.write_text(json.dumps(probe_afterwards(run_dir)))
+    return json.loads(cache.read_text())
 
 
 def main() -> None:
@@ -49,8 +81,9 @@ def main() -> None:
     print("| method | read-out | NMI % | ACC % | ARI % | wall s (run) | stage s (share) | epochs |\n|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.out or Path(scratch)
+        probe_rows = []
         for method in methods:
-            runs, kms = [], []
+            runs, kms, probes = [], [], []
             for seed in range(args.seeds):
                 run_dir = Path(tmp) / f"{method}{seed}"
                 overrides = ["experiment=mnist_5min", f"method={method}", f"dataset.root={args.root}", f"trainer.max_minutes={args.minutes}",
@@ -59,8 +92,10 @@ def main() -> None:
                     overrides += ["cluster=scan", "cluster.lr=1e-3"]
                 if args.threads:
                     overrides.append(f"hardware.threads={args.threads}")
-                runs.append(run_clusterbench(overrides, run_dir))
-                kms.append(recluster_kmeans(run_dir, Path(tmp) / f"{method}{seed}_kmeans"))
+                runs.append(finished(run_dir) or run_clusterbench([*overrides, *PROBES], run_dir))
+                again = Path(tmp) / f"{method}{seed}_kmeans"
+                kms.append(finished(again) or recluster(run_dir, "kmeans", again))
+                probes.append(probes_of(runs[-1], run_dir))
             wall = statistics.mean(r["wall_seconds"] for r in runs)
             stage = statistics.mean(r["timings"].get("cluster_stage", 0.0) for r in runs)
             epochs = statistics.mean(r["method_info"]["epochs"] for r in runs)
@@ -69,6 +104,15 @@ def main() -> None:
                 timing = f"{wall:.0f} | {stage:.0f} ({stage / wall:.0%}) | {epochs:.1f}" if rows is runs else "same model | – | –"
                 print(f"| {method} | {name} | {cells} | {timing} |", flush=True)
             print(f"<!-- {method} ACC per seed: {args.stage} {[round(100 * r['acc'], 1) for r in runs]}, k-means {[round(100 * r['acc'], 1) for r in kms]} -->")
+            probe_rows.append((method, runs, probes))
+        print("\n| method | clustering ACC % | knn_acc % | linear_acc % | probes s (share of run) | timed |\n|---|---|---|---|---|---|")
+        for method, runs, probes in probe_rows:
+            seconds = statistics.mean(p["seconds"] for p in probes)
+            wall = statistics.mean(r["wall_seconds"] for r in runs)
+            timed = ", ".join(sorted({p["timed"] for p in probes}))
+            print(f"| {method} | {mean_std([r['acc'] for r in runs])} | {mean_std([p['knn_acc'] for p in probes])} | "
+                  f"{mean_std([p['linear_acc'] for p in probes])} | {seconds:.1f} ({seconds / wall:.1%}) | {timed} |")
+        print(f"\nprobes: {probes[0]['split'] if probe_rows else ''}; the network trained on all 70k images without labels")
 
 
 if __name__ == "__main__":
