@@ -500,3 +500,19 @@ def test_the_clustering_stage_stays_in_every_label_and_grid(tmp_path):
     assert own.stage == [] and own.reference is not None and own.reference.source == "mnist_study_moco"
     assert scan.stage and scan.reference is None and own.slug != scan.slug
     assert report.label("moco (method.momentum=0.9,method.queue_size=16,trainer.max_minutes=0.5)") == "moco (method.momentum=0.9, method.queue_size=16)"
+
+
+def test_store_based_report_keeps_probes_and_health_and_single_seed_csv_has_no_spread(tmp_path):
+    db = tmp_path / "results.sqlite"
+    for seed in (0, 1):
+        run = fabricate_run(tmp_path / "runs" / f"m{seed}", "moco", "digits", seed, {"nmi": 0.7, "acc": 0.8, "ari": 0.6}, night="2026-12-01",
+                            probes={"knn_acc": 0.90 + seed / 100, "linear_acc": 0.95}, health=["collapse"] if seed == 0 else [])
+        store.append(db, store.from_result(json.loads((run / "metrics.json").read_text()), run))
+    run = fabricate_run(tmp_path / "runs" / "g", "gmm", "digits", 0, night="2026-12-01", health=[])
+    store.append(db, store.from_result(json.loads((run / "metrics.json").read_text()), run))
+    out = tmp_path / "out"
+    assert report_main(["--store", str(db), "--no-plots", "--out", str(out)]) == 0
+    rows = {r["method"]: r for r in csv.DictReader((out / "report.csv").open())}
+    assert rows["moco"]["knn_acc_mean"] == "90.5" and rows["moco"]["linear_acc_mean"] == "95.0" and rows["moco"]["health"] == "collapse"
+    assert rows["moco"]["acc_std"] == "0.0" and rows["moco"]["acc_best"] == "80.0"  # two seeds: a spread, even of zero
+    assert rows["gmm"]["health"] == "ok" and rows["gmm"]["acc_std"] == "" and rows["gmm"]["acc_best"] == ""  # one seed: none

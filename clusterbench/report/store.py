@@ -23,6 +23,9 @@ from clusterbench.metrics import INTERNAL_SCORES
 from clusterbench.report.runs import LABEL_SCORES, RunRecord, is_labelled, scores_of
 
 STORED_METRICS = ("labels", *LABEL_SCORES, *INTERNAL_SCORES, "internal_sample", "n_samples", "n_clusters", "n_classes")
+# Carried into a store-based report as they are in a run folder's metrics.json: the probes'
+# scores and the training-health signs (a list of {sign, epoch, ...}; [] when healthy).
+REPORTED_EXTRAS = ("knn_acc", "linear_acc", "health")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -114,7 +117,7 @@ def from_result(result: dict[str, Any], run_dir: Union[str, Path]) -> StoredRun:
         variant=result.get("variant", ""),
         seed=result.get("seed"),
         overrides=list(result.get("overrides", [])),
-        metrics={k: result[k] for k in STORED_METRICS if k in result},
+        metrics={k: result[k] for k in (*STORED_METRICS, *REPORTED_EXTRAS) if k in result},
         timings={**result.get("timings", {}), **({"wall": result["wall_seconds"]} if "wall_seconds" in result else {})},
         status=result.get("status", "completed"),
         error=result.get("error"),
@@ -137,6 +140,6 @@ def to_record(run: StoredRun) -> RunRecord:
         n_clusters=run.metrics.get("n_clusters"),
         error=run.error,
         wall_seconds=run.timings.get("wall"),
-        result={"n_classes": run.metrics.get("n_classes")},
+        result={"n_classes": run.metrics.get("n_classes"), **{k: run.metrics[k] for k in REPORTED_EXTRAS if k in run.metrics}},
         labelled=is_labelled(run.metrics),
     )

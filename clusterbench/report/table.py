@@ -595,14 +595,15 @@ def to_csv_rows(report: Report) -> list[dict[str, Any]]:
         run = cell.runs[0]
         line: dict[str, Any] = {"row": row, "label": report.label(row), "method": run.method, "variant": run.variant, "dataset": run.dataset,
                                 "protocol": run.protocol, "runs": cell.n}
+        solo = cell.n < 2  # one seed: no spread and no best to report, as in the tables (empty, not 0.0)
         for m in METRICS:
             line[f"{m}_mean"] = round(100 * cell.mean(m), 3)
-            line[f"{m}_std"] = round(100 * cell.std(m), 3)
-            line[f"{m}_best"] = round(100 * cell.best.metrics[m], 3)
+            line[f"{m}_std"] = None if solo else round(100 * cell.std(m), 3)
+            line[f"{m}_best"] = None if solo else round(100 * cell.best.metrics[m], 3)
         for p in report.probes:
             values = _probe_values(cell, p)
             line[f"{p}_mean"] = round(100 * statistics.fmean(values), 3) if values else None
-            line[f"{p}_std"] = round(100 * (statistics.stdev(values) if len(values) > 1 else 0.0), 3) if values else None
+            line[f"{p}_std"] = round(100 * statistics.stdev(values), 3) if len(values) > 1 else None
         if report.health:
             line["health"] = health_of(cell.runs)
         ref = report.published.get((row, column), {}).get("mean")
