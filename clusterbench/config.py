@@ -213,11 +213,12 @@ class PCLConfig(MoCoConfig):
 
     num_prototypes: list[int] = field(default_factory=lambda: [250, 500, 1000])  # K of each k-means (ImageNet: 25k, 50k, 100k)
     warmup_epochs: int = 20  # epochs of plain InfoNCE before the first E-step
-    negative_prototypes: int = 16384  # r negative prototypes per proto-NCE (capped at K − 1)
+    negative_prototypes: int = 16384  # r negative prototypes per ProtoNCE (capped at the prototypes available)
     concentration_alpha: float = 10.0  # α in φ = Σ‖v − c‖ / (Z · log(Z + α))
     estep_niter: int = 20  # Lloyd iterations of the E-step k-means
     estep_restarts: int = 5  # k-means restarts (faiss nredo) per K
     estep_backend: KMeansBackend = KMeansBackend.faiss  # faiss | torch (torch runs on the GPU without faiss-gpu)
+    proto_nce: str = "official"  # official: the authors' batch-wide logits (published numbers) | paper: per row, as printed
 
 
 @dataclass

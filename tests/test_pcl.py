@@ -14,7 +14,7 @@ from clusterbench.backbones.mlp import MLP
 from clusterbench.distributed import DistInfo
 from clusterbench.errors import ConfigError
 from clusterbench.methods.deep import EpochContext, InputShape
-from clusterbench.methods.pcl import PCL, concentration, proto_nce, sample_negative_prototypes
+from clusterbench.methods.pcl import PCL, concentration, proto_nce, proto_nce_official, sample_negative_prototypes, sample_unused_prototypes
 
 SMALL = ["dataset=synthetic", "dataset.num_samples=96", "hardware=cpu", "trainer.batch_size=32", "trainer.epochs=2", "trainer.eval_every=1",
          "backbone=strided", "backbone.widths=[8,16]"]
@@ -120,6 +120,44 @@ def test_proto_nce_against_loops_by_hand():
     assert math.isclose(float(proto_nce(q, c, phi, positives, None)), float(proto_nce(q, c, phi, positives, all_others)), rel_tol=1e-6)
 
 
+def test_official_proto_nce_against_a_direct_computation_with_shared_prototypes():
+    # the authors' form: every row's softmax runs over the positives of ALL rows (duplicates kept)
+    # plus the negatives no row uses; row i's target is column i
+    q = F.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.6, 0.8]]), dim=1)
+    c = F.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 1.0]]), dim=1)
+    phi = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])
+    positives = torch.tensor([0, 3, 0])  # rows 0 and 2 share prototype 0
+    negatives = torch.tensor([4, 1])
+    cols = positives.tolist() + negatives.tolist()  # [0, 3, 0, 4, 1]
+    expected = 0.0
+    for i in range(3):
+        z = [sum(float(q[i, d]) * float(c[j, d]) for d in range(3)) / float(phi[j]) for j in cols]
+        expected += -(z[i] - math.log(sum(math.exp(v) for v in z))) / 3
+    got = float(proto_nce_official(q, c, phi, positives, negatives))
+    assert math.isclose(got, expected, rel_tol=1e-6)
+    # not the printed per-row form on the same inputs
+    paper = float(proto_nce(q, c, phi, positives, torch.tensor([[4, 1], [4, 1], [4, 1]])))
+    assert abs(got - paper) > 0.1
+
+
+def test_official_negatives_are_prototypes_no_row_uses_capped_at_what_is_left():
+    gen = torch.Generator().manual_seed(0)
+    positives = torch.tensor([0, 3, 3, 9])
+    seen: set[int] = set()
+    for _ in range(50):
+        neg = sample_unused_prototypes(positives, 10, 4, gen)
+        assert len(neg) == 4 and len(set(neg.tolist())) == 4 and not set(neg.tolist()) & {0, 3, 9}
+        seen |= set(neg.tolist())
+    assert seen == set(range(10)) - {0, 3, 9}
+    assert sorted(sample_unused_prototypes(positives, 10, 100, gen).tolist()) == [1, 2, 4, 5, 6, 7, 8]  # r > unused: all of them
+    assert len(sample_unused_prototypes(torch.arange(10), 10, 4, gen)) == 0  # every prototype used: positives only
+
+
+def test_proto_nce_form_is_checked():
+    with pytest.raises(ConfigError, match="method.proto_nce"):
+        PCL(num_prototypes=[4], proto_nce="printed")
+
+
 def test_negative_prototypes_are_distinct_others_and_cover_every_other_id():
     gen = torch.Generator().manual_seed(0)
     positives = torch.tensor([0, 3, 9, 5])
@@ -190,8 +228,11 @@ def test_pcl_runs_a_few_steps(run_cli, extra):
     assert {"estep_k3_inertia", "estep_k12_raw_phi", "estep_k6_singletons"} <= set(last)
 
 
-def test_resume_restores_the_negative_sampler(resume_runs, run_cli, tmp_path, monkeypatch):
-    args = [*SMALL, *PCL_SMALL, "method.negative_prototypes=3", "trainer.schedule=constant", "trainer.eval_every=0", "seed=3"]
+@pytest.mark.parametrize("form", ["official", "paper"])
+def test_resume_restores_the_negative_sampler(form, resume_runs, run_cli, tmp_path, monkeypatch):
+    # the official form samples only prototypes no row of the 32-image batch uses: K = 64 leaves some
+    ks = "method.num_prototypes=[3,6,12]" if form == "paper" else "method.num_prototypes=[12,64]"
+    args = [*SMALL, *PCL_SMALL, ks, f"method.proto_nce={form}", "method.negative_prototypes=3", "trainer.schedule=constant", "trainer.eval_every=0", "seed=3"]
     runs = resume_runs(*args, split=2, total=3)
     whole, resumed = runs.whole, runs.resumed
     assert whole.scores() == resumed.scores()

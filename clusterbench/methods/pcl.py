@@ -13,10 +13,23 @@ E-step, at the start of every epoch from epoch ``warmup_epochs`` on (before it: 
 
 M-step, every step (q = normalise(g_q(f_q(x_q))), k = the MoCo key of x_k):
 
-3. L = InfoNCE(q, k, queue, τ)
-       + (1/M) Σ_m −log  exp(q·c_s / φ_s) / (exp(q·c_s / φ_s) + Σ_{j ∈ r negatives} exp(q·c_j / φ_j))
-   with s = s_m(i) the image's own prototype and r prototypes sampled without replacement from
-   the other K_m − 1 (r capped at K_m − 1);
+3. L = InfoNCE(q, k, queue, τ) + (1/M) Σ_m ProtoNCE_m, in one of two forms (``method.proto_nce``):
+
+   ``official`` (the default; the authors' pcl/builder.py, which produced the published numbers):
+   one set of columns for the whole batch, the positive prototypes of *all* B rows (duplicates
+   kept) followed by r prototypes that no row of the batch uses, sampled without replacement:
+       ProtoNCE = (1/B) Σ_i −log  exp(q_i·c_{s_i} / φ_{s_i}) / Σ_{j ∈ columns} exp(q_i·c_j / φ_j)
+   Row i's target is column i; rows sharing a prototype see it more than once in the
+   denominator, as in the official code. r is capped at the number of unused prototypes (the
+   official code would stop with an error when fewer than r are left: small K).
+
+   ``paper`` (the equation as printed): each row against its own prototype and r prototypes
+   sampled from its other K_m − 1 (r capped at K_m − 1):
+       ProtoNCE = (1/B) Σ_i −log  exp(q_i·c_s / φ_s) / (exp(q_i·c_s / φ_s) + Σ_{j ∈ r} exp(q_i·c_j / φ_j))
+
+   On the same inputs the two differ (by up to 0.7 on the checks against the official code): the
+   official denominator holds the batch's other positives, so it also pushes each row away from
+   its batch neighbours' prototypes.
 4. momentum update, queue push: as MoCo.
 
 Clusters: as MoCo, k-means on the L2-normalised backbone features (``cluster_on``).
@@ -89,7 +102,8 @@ def sample_negative_prototypes(positives: torch.Tensor, k: int, r: int, gen: tor
 
 
 def proto_nce(q: torch.Tensor, prototypes: torch.Tensor, phi: torch.Tensor, positives: torch.Tensor, negatives: Optional[torch.Tensor]) -> torch.Tensor:
-    """One proto-NCE term, batch mean: −log softmax over [own prototype, negatives] of q·c_j / φ_j.
+    """One ProtoNCE term in the paper's printed form (``method.proto_nce=paper``), batch mean:
+    −log softmax over [own prototype, negatives] of q·c_j / φ_j.
 
     ``q``: B×D normalised; ``prototypes``: K×D normalised; ``phi``: K; ``positives``: B ids;
     ``negatives``: B×r ids, or None for all K − 1 other prototypes.
@@ -99,6 +113,31 @@ def proto_nce(q: torch.Tensor, prototypes: torch.Tensor, phi: torch.Tensor, posi
         return F.cross_entropy(logits, positives)
     chosen = logits.gather(1, torch.cat([positives[:, None], negatives], dim=1))  # B×(1+r), positive first
     return F.cross_entropy(chosen, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+def sample_unused_prototypes(positives: torch.Tensor, k: int, r: int, gen: torch.Generator) -> torch.Tensor:
+    """The official form's negatives: min(r, #unused) distinct ids of [0, k) that no row of the
+    batch has as its positive, a uniform draw (on the CPU, from ``gen``)."""
+    used = torch.zeros(k, dtype=torch.bool)
+    used[positives.cpu()] = True
+    unused = torch.nonzero(~used).flatten()
+    chosen = unused[torch.randperm(len(unused), generator=gen)[: min(r, len(unused))]]
+    return chosen.to(positives.device)
+
+
+def proto_nce_official(q: torch.Tensor, prototypes: torch.Tensor, phi: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """One ProtoNCE term in the official code's form, batch mean: the columns are every row's
+    positive prototype (B, duplicates kept) then ``negatives`` (r ids no row uses); row i's
+    target is column i; each column is scaled by its own φ.
+
+    ``q``: B×D normalised; ``prototypes``: K×D normalised; ``phi``: K; ``positives``: B ids.
+    """
+    columns = torch.cat([positives, negatives])  # B + r
+    logits = (q @ prototypes[columns].to(q.dtype).T).float() / phi[columns][None, :]  # B×(B + r)
+    return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+
+
+PROTO_NCE_FORMS = ("official", "paper")  # method.proto_nce: the authors' code (published numbers) | the equation as printed
 
 
 class PCL(MoCo):
@@ -113,6 +152,7 @@ class PCL(MoCo):
         estep_niter: int = 20,
         estep_restarts: int = 5,
         estep_backend: str = "faiss",
+        proto_nce: str = "official",
         **moco: Any,
     ) -> None:
         super().__init__(**moco)
@@ -130,6 +170,10 @@ class PCL(MoCo):
         backend = str(getattr(estep_backend, "value", estep_backend))
         if backend not in ("faiss", "torch"):
             raise ConfigError("method.estep_backend", f"'{backend}' is not a k-means back-end; use faiss or torch")
+        form = str(getattr(proto_nce, "value", proto_nce))
+        if form not in PROTO_NCE_FORMS:
+            raise ConfigError("method.proto_nce", f"'{form}' is not a ProtoNCE form; use official (the authors' code, the default) or paper (the printed equation)")
+        self.proto_nce = form
         self.num_prototypes, self.warmup_epochs, self.negative_prototypes = ks, warmup_epochs, negative_prototypes
         self.concentration_alpha, self.estep_niter, self.estep_restarts, self.estep_backend = concentration_alpha, estep_niter, estep_restarts, backend
         # the E-step's result, one entry per K; recomputed at every epoch start (also after a resume)
@@ -214,11 +258,16 @@ class PCL(MoCo):
         return {"loss": loss, **out}
 
     def proto_loss(self, queries: list[torch.Tensor], indices: torch.Tensor) -> torch.Tensor:
-        """(1/M) Σ_m proto-NCE, each query against its own prototype and r sampled others."""
+        """(1/M) Σ_m ProtoNCE in ``method.proto_nce``'s form; each draw of negatives is shared by
+        the batch (and by both queries of a symmetric pair), as in the official code."""
         total = queries[0].new_zeros((), dtype=torch.float32)
         for im2cluster, prototypes, phi in zip(self.im2cluster, self.prototypes, self.phi):
             k = len(prototypes)
             positives = im2cluster[indices.to(im2cluster.device)]
+            if self.proto_nce == "official":
+                unused = sample_unused_prototypes(positives, k, self.negative_prototypes, self.proto_gen)
+                total = total + sum(proto_nce_official(q, prototypes, phi, positives, unused) for q in queries) / len(queries)
+                continue
             r = min(self.negative_prototypes, k - 1)
             negatives = None if r == k - 1 else sample_negative_prototypes(positives, k, r, self.proto_gen)
             total = total + sum(proto_nce(q, prototypes, phi, positives, negatives) for q in queries) / len(queries)
@@ -234,4 +283,4 @@ class PCL(MoCo):
         self.proto_gen.set_state(state["proto_gen"])
 
 
-__all__ = ["PCL", "concentration", "proto_nce", "sample_negative_prototypes"]
+__all__ = ["PCL", "PROTO_NCE_FORMS", "concentration", "proto_nce", "proto_nce_official", "sample_negative_prototypes", "sample_unused_prototypes"]
