@@ -245,7 +245,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
                     plain = None if plain is None else plain.contiguous(memory_format=torch.channels_last)
             with timer("step"):
                 with autocast:
-                    out = method.training_step(Batch(views, rows, epoch, step, plain))
+                    out = method.training_step(Batch(views, rows, epoch, step, plain, augment.num_global if method.augmented else 1))
                 loss = out["loss"]
                 if D.any_true(not bool(torch.isfinite(loss.detach())), device):
                     raise TrainingError(

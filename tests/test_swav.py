@@ -252,3 +252,20 @@ def test_bad_values_are_one_line_errors(run_cli, arg, key):
     lines = [line for line in r.err.splitlines() if line.strip() and not line.startswith("\r")]
     assert len(lines) == 1 and lines[0].startswith(f"error: {key}"), r.err
     assert "Traceback" not in r.err + r.out
+
+
+def test_codes_come_from_the_recipes_global_crops_even_when_local_crops_are_as_large():
+    # 2 global + 2 local crops, all 8 px: the sizes cannot tell them apart, the recipe can
+    torch.manual_seed(0)
+    method = _swav(freeze_prototypes_niters=0)
+    g = torch.Generator().manual_seed(1)
+    views = [torch.randn(8, 1, 8, 8, generator=g) for _ in range(4)]
+    loss = method.training_step(Batch(views, torch.arange(8), 0, 0, num_global=2))["loss"].detach()
+    with torch.no_grad():
+        net = method.model
+        scores = list(net.scores(net.project(torch.cat(views))).split(8))
+        codes = [sinkhorn(scores[s], method.epsilon, method.sinkhorn_iterations) for s in range(2)]  # the two global crops only
+        expected = swapped_prediction_loss(scores, codes, method.temperature)
+        every = swapped_prediction_loss(scores, [sinkhorn(sc, method.epsilon, method.sinkhorn_iterations) for sc in scores], method.temperature)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert abs(float(expected) - float(every)) > 1e-3  # coding all four crops (the size rule) is another loss

@@ -45,6 +45,9 @@ class Batch:
     epoch: int
     step: int  # global optimiser step, from 0
     plain: Optional[torch.Tensor] = None  # B×C×H×W standardised, un-augmented (methods with ``plain_view``)
+    # how many of ``views`` are global crops (the augmentation recipe's ``global_crops``), never
+    # guessed from their sizes: local crops may be as large as the global ones. None: all of them
+    num_global: Optional[int] = None
 
 
 @dataclass

@@ -213,9 +213,9 @@ class SwAV(DeepMethod):
         net: SwAVNet = self.model  # type: ignore[assignment]
         net.normalize_prototypes()
         views, b = batch.views, len(batch.views[0])
-        n_global = 1
-        while n_global < len(views) and views[n_global].shape[-1] == views[0].shape[-1]:
-            n_global += 1
+        # the codes come from the global crops only; how many there are is the augmentation
+        # recipe's (global_crops), not read from the crops' sizes (local crops may be as large)
+        n_global = len(views) if batch.num_global is None else batch.num_global
         # one forward per run of same-sized crops: BN statistics over all crops of a resolution
         z_parts, start = [], 0
         while start < len(views):
