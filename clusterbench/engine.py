@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from clusterbench import checkpoint as ckpt
 from clusterbench import distributed as D
 from clusterbench.data.augment import Augmenter, standardize
+from clusterbench.eta import RunEstimate
 from clusterbench.data.dataset import ImageDataset
 from clusterbench.errors import ClusterbenchError, ConfigError
 from clusterbench.health import HealthMonitor
@@ -72,6 +73,13 @@ class Clock:
 
     def fraction(self) -> float:
         return 0.0 if self.budget_s is None else self.elapsed / self.budget_s
+
+
+def clock_text(seconds: float) -> str:
+    """m:ss (h:mm:ss past an hour) of a non-negative time: the progress bar's budget left."""
+    seconds = max(int(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction:
@@ -217,6 +225,8 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     warmup = min(cfg.warmup_epochs / max(cfg.epochs, 1), 1.0)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16, enabled=precision != "fp32")
     clock.start()
+    budget_left = None if clock.budget_s is None else max(clock.budget_s - clock.before_s, 0.0)
+    estimate = RunEstimate(cfg.epochs, steps_per_epoch, device.type, budget_left, stage=ctx.step or "")
     for epoch in range(start_epoch, start_epoch if finished else cfg.epochs):
         if clock.out_of_time:
             stopped_early = True
@@ -226,6 +236,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         with timer("epoch_start"):
             estep_log = method.on_epoch_start(EpochContext(epoch, n, device, ctx.seed, dist, embed_all, optimizer)) or {}
         estep_s = time.perf_counter() - t_epoch
+        estimate.epoch_started(estep_s)
         order = method.sample_order(n, steps_per_epoch * cfg.batch_size, order_gen)
         losses = torch.zeros((), device=device)
         logged: dict[str, torch.Tensor] = {}  # the step's other outputs, summed over the epoch
@@ -267,8 +278,11 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
                     logged[key] = logged.get(key, 0.0) + value.detach().float()
             step += 1
             done += per_rank * dist.world_size
+            if dist.is_main:
+                estimate.step_done(cfg.epochs - epoch - 1, steps_per_epoch - i - 1)
             if dist.is_main and ctx.progress:
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.3g}", img_s=f"{done / (time.perf_counter() - t_steps):.0f}", refresh=False)
+                left = {} if clock.budget_s is None else {"budget_left": clock_text(clock.budget_s - clock.elapsed)}  # the run's, not the epoch's ETA
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.3g}", img_s=f"{done / (time.perf_counter() - t_steps):.0f}", **left, refresh=False)
             if clock.out_of_time:
                 stopped_early = True
                 break
@@ -326,6 +340,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         "steps": step,
         "stopped_early": stopped_early,
         "train_minutes": clock.elapsed / 60.0,
+        **({f"estimate_{ctx.step}" if ctx.step else "estimate": estimate.result} if estimate.result else {}),
         "images_per_s": float(np.mean([r["images_per_s"] for r in history])) if history else 0.0,
         **{key: v for key, v in scores.items() if key not in ("nmi", "acc", "ari")},  # e.g. gating_acc, inertia
         "health": health.warnings,

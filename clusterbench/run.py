@@ -32,6 +32,7 @@ from clusterbench.methods.deep import DeepMethod
 from clusterbench.metrics import evaluate, internal_scores
 from clusterbench.health import best_beats_final
 from clusterbench.heldout import assign_heldout, eval_split_of, load_eval_split
+from clusterbench.plan import describe_plan, format_plan
 from clusterbench.probes.protocol import PROBE_SCORES, check_probe_settings, heldout_protocol, probe_protocol
 from clusterbench.trackers import Tracker, build_tracker
 from clusterbench.recipes import Recipe, recipe_stage, resolve_recipe
@@ -152,6 +153,11 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
 
     channels, size, _ = data.image_shape
     recipe = resolve_recipe(cfg, data.image_shape, overrides, deep=isinstance(method, DeepMethod))
+    experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith(("experiment=", "+experiment="))), None)
+    plan = describe_plan(cfg, method_name(cfg), str(cfg.dataset.name), recipe.augment, recipe.backbone, size, str(device),
+                         deep=isinstance(method, DeepMethod), experiment=experiment)
+    if dist.is_main:
+        log.info("%s", format_plan(plan))
     stage = build_stage(cfg, method, data)
     ctx = RunContext(
         device=device,
@@ -175,6 +181,8 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     if not dist.is_main:
         return {}  # rank 0 alone evaluates and writes
     timings.update(prediction.timings)
+    for key in [key for key in prediction.info if key.startswith("estimate")]:  # measured over the first steps (clusterbench.eta)
+        plan[key] = prediction.info.pop(key)
     if prediction.assignments.shape != (len(data),):
         raise RuntimeError(f"{method.name} returned {prediction.assignments.shape} ids for {len(data)} images")
     fit_scores, fitted_split = None, data.split
@@ -227,6 +235,7 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         "health": health,  # training-health warnings (clusterbench.health): [] when none fired
         "cluster": None if stage is None else {"name": stage.name, **stage.settings(),  # the clustering stage: part of the protocol
                                                **({"from_recipe": True} if getattr(stage, "from_recipe", False) else {})},
+        "plan": plan,  # what the run said it would do, before training (clusterbench.plan)
         "recipe": recipe.chosen or None,  # what the recipe or clusterbench.recipes chose (augment, backbone), and why
         "probes": None if ctx.probes is None else {**ctx.probes.describe(), **{key: prediction.info[key] for key in PROBE_SCORES if key in prediction.info}},
         "timings": timings,
