@@ -14,7 +14,8 @@ probes' seconds as a share of the run. With `--out`, finished runs are read, not
 from before the probes (no ``probes`` in its metrics.json) is probed afterwards from its model.pt,
 embedded as the run embedded it (``timed: after``).
 
-    python benchmarks/mnist_5min.py [--methods deepcluster moco ...|all] [--seeds 3] [--root ../shared/data] [--threads 1]
+    python benchmarks/mnist_5min.py [--methods deepcluster moco ...|all] [--seeds 3] [--root ../shared/data] [--threads 1] \
+        [--out DIR] [extra overrides, e.g. method.proto_nce=paper]
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--stage-minutes", type=float, default=1.5)
     parser.add_argument("--root", type=Path, default=SHARED_DATA)
     parser.add_argument("--out", type=Path, default=None, help="keep the run folders here (default: a temporary folder)")
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every run, e.g. method.proto_nce=paper")
     args = parser.parse_args()
     methods = METHODS if "all" in args.methods else args.methods
 
@@ -92,7 +94,7 @@ def main() -> None:
                     overrides += ["cluster=scan", "cluster.lr=1e-3"]
                 if args.threads:
                     overrides.append(f"hardware.threads={args.threads}")
-                runs.append(finished(run_dir) or run_clusterbench([*overrides, *PROBES], run_dir))
+                runs.append(finished(run_dir) or run_clusterbench([*overrides, *PROBES, *args.overrides], run_dir))
                 again = Path(tmp) / f"{method}{seed}_kmeans"
                 kms.append(finished(again) or recluster(run_dir, "kmeans", again))
                 probes.append(probes_of(runs[-1], run_dir))
