@@ -42,7 +42,7 @@ from clusterbench.io import atomic_write_bytes
 from clusterbench.methods.base import Prediction, RunContext, Timer
 from clusterbench.methods.deep import Batch, DeepMethod, EpochContext, InputShape, eval_mode
 from clusterbench.metrics import evaluate
-from clusterbench.optim import build_optimizer, learning_rate
+from clusterbench.optim import build_optimizer, check_optimizer_values, learning_rate
 
 log = logging.getLogger(__name__)
 STATS_SAMPLE = 10_000  # images used to estimate the per-channel mean and std
@@ -362,7 +362,8 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
 
 
 def check_trainer(cfg: Any, dist: D.DistInfo, device: torch.device) -> None:
-    """Impossible trainer values, each named with its fix."""
+    """Impossible trainer values, each named with its fix (run.py calls it before any data is
+    read; the engine again, for callers that skip run.py)."""
     for key in ("epochs", "batch_size", "embed_batch_size"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"trainer.{key}", f"{getattr(cfg, key)} is not allowed; use a positive integer")
@@ -377,6 +378,7 @@ def check_trainer(cfg: Any, dist: D.DistInfo, device: torch.device) -> None:
         raise ConfigError("trainer.warmup_epochs" if cfg.warmup_epochs < 0 else "trainer.min_lr", "must not be negative")
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:
         raise ConfigError("trainer.grad_clip", f"{cfg.grad_clip} is not a norm; use a positive value or null")
+    check_optimizer_values(cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.lars_eta)
     precision = str(getattr(cfg.precision, "value", cfg.precision))
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError("trainer.precision", "fp16 autocast needs a CUDA device; use bf16 or fp32 on the CPU")

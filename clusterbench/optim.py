@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -53,22 +53,32 @@ class LARS(torch.optim.Optimizer):
 def build_optimizer(name: str, params: list[nn.Parameter], lr: float, momentum: float, weight_decay: float,
                     lars_eta: float = 0.001, lars_clip: bool = False) -> torch.optim.Optimizer:
     """``trainer.optimizer``: sgd | adam | lars (with ``trainer.lars_eta`` and ``trainer.lars_clip``)."""
-    name = str(getattr(name, "value", name))
-    if lr <= 0:
-        raise ConfigError("trainer.lr", f"{lr} is not a learning rate; use a positive value")
-    if weight_decay < 0:
-        raise ConfigError("trainer.weight_decay", f"{weight_decay} is negative; use 0 or more")
+    name = check_optimizer_values(name, lr, weight_decay, lars_eta)
     if not params:
         raise ConfigError("method", "the method has no trainable parameters")
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "lars":
-        if lars_eta <= 0:
-            raise ConfigError("trainer.lars_eta", f"{lars_eta} is not a trust coefficient; use a positive value (SwAV: 0.001, solo-learn: 0.02)")
-        return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=lars_eta, clip=lars_clip)
-    raise ConfigError("trainer.optimizer", f"'{name}' is not an optimizer; use sgd, adam or lars")
+    return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=lars_eta, clip=lars_clip)
+
+
+OPTIMIZERS = ("sgd", "adam", "lars")
+
+
+def check_optimizer_values(name: Any, lr: float, weight_decay: float, lars_eta: float = 0.001) -> str:
+    """The optimiser's name, after one-line errors for impossible settings (also called before
+    any data is read, so a wrong value costs no loading)."""
+    name = str(getattr(name, "value", name))
+    if name not in OPTIMIZERS:
+        raise ConfigError("trainer.optimizer", f"'{name}' is not an optimizer; use sgd, adam or lars")
+    if lr <= 0:
+        raise ConfigError("trainer.lr", f"{lr} is not a learning rate; use a positive value")
+    if weight_decay < 0:
+        raise ConfigError("trainer.weight_decay", f"{weight_decay} is negative; use 0 or more")
+    if name == "lars" and lars_eta <= 0:
+        raise ConfigError("trainer.lars_eta", f"{lars_eta} is not a trust coefficient; use a positive value (SwAV: 0.001, solo-learn: 0.02)")
+    return name
 
 
 def learning_rate(progress: float, base_lr: float, warmup: float, schedule: str, min_lr: float = 0.0) -> float:

@@ -32,6 +32,7 @@ from clusterbench.methods.deep import DeepMethod
 from clusterbench.metrics import evaluate, internal_scores
 from clusterbench.health import best_beats_final
 from clusterbench.heldout import assign_heldout, eval_split_of, load_eval_split
+from clusterbench.engine import check_trainer
 from clusterbench.plan import describe_plan, format_plan
 from clusterbench.probes.protocol import PROBE_SCORES, check_probe_settings, heldout_protocol, probe_protocol
 from clusterbench.trackers import Tracker, build_tracker
@@ -138,6 +139,8 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     check_probe_settings(cfg.eval)  # before any data is read
 
     eval_split = eval_split_of(cfg)  # before any data is read
+    if isinstance(method, DeepMethod):
+        check_trainer(cfg.trainer, dist, device)  # before any data is read: a wrong value costs no loading
 
     tracker = tracker or Tracker()
     if dist.is_main:

@@ -139,6 +139,14 @@ def test_impossible_trainer_values_are_one_line_errors(run_cli, override, key):
     assert not (r.run_dir / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("override,key", [("trainer.max_minutes=0", "trainer.max_minutes"), ("trainer.lr=0", "trainer.lr"),
+                                          ("trainer.epochs=0", "trainer.epochs"), ("trainer.weight_decay=-1", "trainer.weight_decay")])
+def test_trainer_errors_come_before_any_data_is_read(run_cli, tmp_path, override, key):
+    # MNIST from a folder that does not exist: the trainer's value is named, not the missing files
+    r = run_cli("method=moco", "dataset=mnist", f"dataset.root={tmp_path / 'nowhere'}", "hardware=cpu", override)
+    assert r.code == 2 and r.err.startswith(f"error: {key}") and r.err.count("\n") == 1, r.err
+
+
 def test_a_deep_method_on_raw_pixels_is_a_one_line_error(run_cli):
     r = run_cli("method=moco", "dataset=synthetic", "backbone=pixels")
     assert r.code == 2 and r.err.startswith("error: backbone: pixels has nothing to train") and r.err.count("\n") == 1, r.err
