@@ -22,8 +22,8 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from clusterbench.config import register_schemas
-from clusterbench.distributed import env_rank
 from clusterbench.errors import ClusterbenchError
+from clusterbench.showconfig import job_config_text, wants_job_config
 from clusterbench.sweep import SweepReport
 
 USER_ERROR = 2
@@ -116,6 +116,8 @@ def quiet_secondary_rank() -> None:
     scratch run folder (rank 0 tells them its own, where checkpoints are)."""
     import tempfile
 
+    from clusterbench.distributed import env_rank
+
     args = [a for a in sys.argv[1:] if not a.startswith(("hydra.run.dir=", "hydra.output_subdir=", "hydra/job_logging="))]
     scratch = tempfile.mkdtemp(prefix=f"clusterbench-rank{env_rank()}-")
     sys.argv[1:] = [*args, f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
@@ -139,6 +141,13 @@ def refuse_overwrite(argv: list[str]) -> Optional[str]:
 
 def main() -> None:
     """Entry point of ``clusterbench`` and ``python -m clusterbench``."""
+    if any(a in ("--help", "-h") for a in sys.argv[1:]):  # answered from the config folders: no torch, no composing
+        from clusterbench.help import help_text
+
+        print(help_text())
+        return
+    from clusterbench.distributed import env_rank  # torch: every path from here on needs it
+
     register_schemas()
     refusal = refuse_overwrite(sys.argv[1:])
     if refusal is not None and env_rank() == 0:
@@ -151,6 +160,10 @@ def main() -> None:
     if env_rank() > 0:
         quiet_secondary_rank()
     try:
+        job_overrides = wants_job_config(sys.argv[1:])
+        if job_overrides is not None:  # resolved, with the recipe named; nothing runs
+            print(job_config_text(job_overrides), end="")
+            return
         _job()
     except Exception as ex:
         message = describe(ex)

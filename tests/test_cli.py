@@ -173,3 +173,31 @@ def test_run_writes_confusion_and_embedding_plots(run_cli):
     assert not (r.run_dir / "curves.png").exists()  # k-means logs no epochs
     assert "plots" in r.metrics()["timings"]
     assert not list(run_cli("method=kmeans", "dataset=synthetic", "plots.enabled=false").run_dir.glob("*.png"))
+
+
+def test_help_is_quick_lists_what_a_user_picks_and_imports_no_torch(tmp_path):
+    code = ("import sys; sys.argv = ['clusterbench', '--help']; from clusterbench.cli import main; main(); "
+            "print('TORCH', 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.rstrip().endswith("TORCH False")  # the heavy libraries load only when a run needs them
+    assert "schema/" not in out and "method_dataset:" not in out
+    for method in ("moco", "pcl", "swav", "deepcluster", "mice", "ae", "kmeans", "gmm"):
+        assert f"\n  {method} " in out
+    for dataset in ("digits (default)", "mnist", "cifar10", "cifar100", "stl10", "imagenet_dog", "folder"):
+        assert f"\n  {dataset} " in out
+    assert "Examples:" in out and "clusterbench -m " in out and "backbone=  " in out
+
+
+def test_cfg_job_is_resolved_names_the_recipe_and_runs_nothing(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLUSTERBENCH_DATA", str(tmp_path / "data"))
+    run = run_cli("method=pcl", "dataset=mnist", "--cfg", "job")
+    assert run.code == 0, run.err
+    assert run.out.startswith("# recipe: method_dataset/pcl_mnist.yaml — ") and f"root: {tmp_path / 'data'}" in run.out and "${" not in run.out
+    assert "queue_size: 64" in run.out  # the recipe's value is in the composed config
+    assert not run.run_dir.exists()  # nothing ran, no folder
+    other = run_cli("dataset=synthetic", "method.queue_size=8", "--cfg", "job")
+    assert other.out.startswith("# recipe: none for moco × synthetic: the generic defaults") and "queue_size: 8" in other.out
+    bad = run_cli("method=nope", "--cfg", "job")
+    assert bad.code == 2 and bad.err.startswith("error: method=nope is not a known option")
