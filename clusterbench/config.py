@@ -520,10 +520,13 @@ class RunConfig:
     # (clusterbench.recipes.recipe_stage). A recipe cannot choose the cluster group itself: Hydra
     # forbids default-list overrides in the interpolated method_dataset files.
     recipe_cluster: Any = None
-    # Likewise the recipe's view recipe and backbone (conf/augment/, conf/backbone/ option names),
-    # used unless augment=... / backbone=... is given on the command line.
-    recipe_augment: Optional[str] = None
-    recipe_backbone: Optional[str] = None
+    # Likewise the recipe's view recipe and backbone, used unless augment=... / backbone=... is
+    # given on the command line: a conf/augment/, conf/backbone/ option name (recipe_augment:
+    # mnist_study), or the name with that option's settings over it ({option: resnet18,
+    # cifar_stem: true}), which the recipe could not write under augment: / backbone: (those
+    # merge into the group's default option, whose schema may lack them).
+    recipe_augment: Any = None
+    recipe_backbone: Any = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: Any = None  # the experiment tracker (conf/logger/: none | tensorboard | mlflow | wandb)
     store: Optional[str] = None  # SQLite results store this run is appended to

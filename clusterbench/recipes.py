@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -63,27 +63,92 @@ def _typed_option(group: str, name: str) -> DictConfig:
     return group_option(group, name, schemas.get(schema_name, schemas["base"]))
 
 
-def _with_user_settings(node: DictConfig, group: str, overrides: Sequence[str]) -> DictConfig:
+def _with_user_settings(node: DictConfig, group: str, cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     """The command line's ``<group>.key=value`` settings over a recipe's option, as Hydra would
-    have put them over the group's default."""
-    dotlist = [o.split(".", 1)[1] for o in overrides if o.startswith(f"{group}.") and "=" in o]
-    return OmegaConf.merge(node, OmegaConf.from_dotlist(dotlist)) if dotlist else node
+    have put them over the group's default. ``+backbone.width=16`` is the form for a key the
+    group's default lacks (Hydra refuses ``backbone.width=16`` on the strided net); the value
+    is the one Hydra parsed into ``cfg``."""
+    keys = [o.split("=", 1)[0].lstrip("+") for o in overrides if "=" in o and o.lstrip("+").startswith(f"{group}.")]
+    for key in keys:
+        try:
+            OmegaConf.update(node, key.split(".", 1)[1], OmegaConf.select(cfg, key), merge=True)
+        except Exception as err:  # a key the recipe's option has not: its schema says which
+            raise ConfigError(key, f"{err}".splitlines()[0]) from None
+    return node
+
+
+def recipe_option(node: Any, group: str) -> tuple[str, dict[str, Any]]:
+    """A recipe's ``recipe_<group>``: an option name (``recipe_backbone: resnet18``) or the name
+    with settings over it (``recipe_backbone: {option: resnet18, cifar_stem: true}``)."""
+    if isinstance(node, str):
+        return node, {}
+    settings = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    if not isinstance(settings, dict):
+        raise ConfigError(f"recipe_{group}", f"{node!r} is neither a conf/{group}/ option name nor {{option: <name>, <settings>}}")
+    settings = dict(settings)
+    option = settings.pop("option", None)
+    if not isinstance(option, str):
+        raise ConfigError(f"recipe_{group}.option", f"names the conf/{group}/ option, e.g. recipe_{group}: {{option: <name>, <settings>}}")
+    return option, settings
+
+
+def _recipe_node(cfg: DictConfig, group: str, overrides: Sequence[str]) -> tuple[DictConfig, str]:
+    """``conf/<group>/<option>.yaml`` with the recipe's settings, then the command line's, over
+    it; and how the choice reads in the run's record."""
+    option, settings = recipe_option(cfg.get(f"recipe_{group}"), group)
+    node = _typed_option(group, option)
+    try:
+        node = OmegaConf.merge(node, settings)
+    except Exception as err:  # an unknown or mistyped setting: the schema says which
+        raise ConfigError(f"recipe_{group}.{getattr(err, 'key', '')}", f"{err}".splitlines()[0]) from None
+    node = _with_user_settings(node, group, cfg, overrides)
+    shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+    user = [o.lstrip("+") for o in overrides if "=" in o and o.lstrip("+").startswith(f"{group}.")]
+    return node, (f"{option}{f' ({shown})' if shown else ''} (the recipe's; {group}=... picks another)"
+                  + (f"; from the command line: {' '.join(user)}" if user else ""))
 
 
 def recipe_groups(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, DictConfig, dict[str, str]]:
     """The augmentation and backbone after the method × dataset recipe's own choices
-    (``recipe_augment``, ``recipe_backbone``); ``augment=`` / ``backbone=`` on the command line win."""
+    (``recipe_augment``, ``recipe_backbone``: an option, or ``{option: ..., <its settings>}``);
+    ``augment=`` / ``backbone=`` on the command line win, and ``augment.*`` / ``backbone.*``
+    settings on the command line go over the recipe's."""
     user = user_groups(overrides)
-    augment, backbone, chosen = cfg.augment, cfg.backbone, {}
-    if cfg.get("recipe_augment") and "augment" not in user:
-        augment = _with_user_settings(_typed_option("augment", str(cfg.recipe_augment)), "augment", overrides)
-        chosen["augment"] = f"{cfg.recipe_augment} (the recipe's; augment=... picks another)"
-    if cfg.get("recipe_backbone") and "backbone" not in user:
-        backbone = _with_user_settings(_typed_option("backbone", str(cfg.recipe_backbone)), "backbone", overrides)
-        chosen["backbone"] = f"{cfg.recipe_backbone} (the recipe's; backbone=... picks another)"
+    chosen: dict[str, str] = {}
+    nodes = {"augment": cfg.augment, "backbone": cfg.backbone}
+    for group in nodes:
+        if cfg.get(f"recipe_{group}") is not None and group not in user:
+            nodes[group], chosen[group] = _recipe_node(cfg, group, overrides)
     for what, why in chosen.items():
         log.info("%s: %s", what, why)
-    return augment, backbone, chosen
+    return nodes["augment"], nodes["backbone"], chosen
+
+
+def recipe_file(method: str, dataset: str) -> Optional[Any]:
+    """``conf/method_dataset/<method>_<dataset>.yaml``, the recipe ``method=M dataset=D`` picks;
+    None where the pair has none."""
+    path = resources.files("clusterbench.conf") / "method_dataset" / f"{method}_{dataset}.yaml"
+    return path if path.is_file() else None
+
+
+def recipe_source(method: str, dataset: str) -> Optional[str]:
+    """The recipe's source: its first comment paragraph, ``# Source: ...`` up to the first
+    blank comment line (``#``), on one line; None when the pair has no recipe or the file does
+    not open with a ``# Source:`` line. A recipe without a published source says
+    ``# Source: none for this pair — <why>``."""
+    path = recipe_file(method, dataset)
+    if path is None:
+        return None
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("# @package")]
+    if not lines or not lines[0].startswith("# Source:"):
+        return None
+    paragraph = []
+    for line in lines:
+        body = line[1:].strip() if line.startswith("#") else ""
+        if not body:
+            break
+        paragraph.append(body)
+    return " ".join(paragraph)[len("Source:"):].strip()
 
 
 def resolve_recipe(cfg: DictConfig, image_shape: Sequence[int], overrides: Sequence[str], deep: bool) -> Recipe:

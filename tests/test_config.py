@@ -41,11 +41,15 @@ def test_every_backbone_hardware_and_augment_option_composes(compose, group):
 
 @pytest.mark.parametrize("experiment", [o for o in options("experiment") if o.endswith("_cifar10")])
 def test_every_experiment_recipe_composes(compose, experiment):
-    """The papers' CIFAR recipes: method, dataset, backbone and augmentation all chosen by the file."""
+    """experiment=<method>_cifar10 is method=<method> dataset=cifar10: the pair's recipe
+    (conf/method_dataset/) applies, with the backbone and views it chooses."""
+    from clusterbench.recipes import recipe_groups
+
     cfg = compose(f"experiment={experiment}")
     method, dataset = experiment.rsplit("_", 1)
     assert cfg.method._target_.lower().endswith(method.replace("_", "")) and cfg.dataset.name == dataset
-    assert cfg.backbone.name.startswith("resnet")
+    _, backbone, chosen = recipe_groups(cfg, [f"experiment={experiment}"])
+    assert backbone.name.startswith("resnet") and "backbone" in chosen
     OmegaConf.to_container(cfg, resolve=True)
 
 
