@@ -459,6 +459,7 @@ class PlotsConfig:
     enabled: bool = True
     embedding: bool = True  # t-SNE map of the final embeddings (by cluster and by label)
     embedding_points: int = 1000  # subsample: t-SNE cost grows with N²
+    embedding_map: str = "auto"  # auto (t-SNE when it costs ≤ 10% of the run, else PCA) | tsne | umap | pca
     confusion: bool = True
     curves: bool = True  # training curves, for methods that log epochs
     clusters: bool = True  # clusters.png: sample images of every cluster (nearest the centre, and random)

@@ -139,6 +139,8 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     check_probe_settings(cfg.eval)  # before any data is read
 
     eval_split = eval_split_of(cfg)  # before any data is read
+    if str(cfg.plots.embedding_map) not in ("auto", "tsne", "umap", "pca"):  # clusterbench.report.plots.EMBEDDING_MAPS
+        raise ConfigError("plots.embedding_map", f"'{cfg.plots.embedding_map}' is not a map; use auto, tsne, umap or pca")
     if isinstance(method, DeepMethod):
         check_trainer(cfg.trainer, dist, device)  # before any data is read: a wrong value costs no loading
 
@@ -258,8 +260,10 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     drawn: list[Path] = []
     if cfg.plots.enabled:
         t0 = time.perf_counter()
-        drawn = write_plots(cfg.plots, data, prediction, out_dir, cfg.seed)
+        how: dict[str, str] = {}
+        drawn = write_plots(cfg.plots, data, prediction, out_dir, cfg.seed, run_seconds=t0 - start, drawn_how=how)
         timings["plots"] = time.perf_counter() - t0
+        result["plots"] = how
     tracker.log_final(result)
     tracker.log_images(drawn)
     result["wall_seconds"] = time.perf_counter() - start
@@ -358,8 +362,11 @@ def record_failure(cfg: DictConfig, out_dir: Path, overrides: Sequence[str], mes
         store.append(cfg.store, store.from_result(failure, out_dir))
 
 
-def write_plots(plots: DictConfig, data: Any, prediction: Prediction, out_dir: Path, seed: int) -> list[Path]:
-    """Per-run PNGs (the paths drawn). A plot that fails is logged and skipped: it must not cost the result."""
+def write_plots(plots: DictConfig, data: Any, prediction: Prediction, out_dir: Path, seed: int, run_seconds: float = 0.0,
+                drawn_how: Optional[dict[str, str]] = None) -> list[Path]:
+    """Per-run PNGs (the paths drawn). A plot that fails is logged and skipped: it must not cost the result.
+    ``run_seconds`` (the run's wall time so far) lets ``plots.embedding_map=auto`` keep the map cheap
+    on quick runs; which map was drawn, and why, goes into ``drawn_how`` and the log."""
     from clusterbench.report import plots as P  # noqa
 
     labels = data.label_array()
@@ -370,7 +377,12 @@ def write_plots(plots: DictConfig, data: Any, prediction: Prediction, out_dir: P
         jobs.append(("confusion.png", lambda p: P.plot_confusion(labels, prediction.assignments, p, class_names=data.class_names)))
     if plots.embedding and prediction.embeddings is not None:
         emb = np.asarray(prediction.embeddings)
-        jobs.append(("embedding.png", lambda p: P.plot_embedding(emb, prediction.assignments, labels, p, max_points=plots.embedding_points, seed=seed)))
+        how, why = P.choose_embedding_map(str(plots.embedding_map), min(len(emb), int(plots.embedding_points)), run_seconds)
+        log.info("embedding map: %s", why)
+        if drawn_how is not None:
+            drawn_how["embedding_map"] = why
+        jobs.append(("embedding.png", lambda p: P.plot_embedding(emb, prediction.assignments, labels, p, max_points=plots.embedding_points, seed=seed,
+                                                                 method=how)))
     history = out_dir / "metrics.jsonl"
     if plots.curves and history.exists():
         records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]

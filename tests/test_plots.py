@@ -106,7 +106,7 @@ def test_embedding_many_clusters_and_negative_ids(tmp_path, spy_map):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"method": "pca"}, "method"), ({"max_points": 0}, "max_points")],
+    [({"method": "isomap"}, "method"), ({"max_points": 0}, "max_points")],
 )
 def test_embedding_rejects_bad_options(tmp_path, kwargs, message):
     x, y = blobs(20, 4, 2)
@@ -349,3 +349,15 @@ def test_embedding_clusters_wear_their_matched_class_colour():
     class_colour, cluster_colour, n = P._matched_colours(y, pred)
     assert [cluster_colour[c] for c in (7, 3, 9)] == [class_colour[0], class_colour[1], class_colour[2]]
     assert cluster_colour[5] == 3 and n == 4  # a colour of its own, after the classes'
+
+
+def test_the_auto_map_keeps_quick_runs_cheap_and_says_which_it_drew(tmp_path):
+    how, why = P.choose_embedding_map("auto", 1000, run_seconds=0.3)  # a k-means run on digits
+    assert how == "pca" and "plots.embedding_map=tsne" in why and "0.3 s run" in why
+    how, why = P.choose_embedding_map("auto", 1000, run_seconds=60.0)  # ≈ 2.5 s of t-SNE is 4% of it
+    assert how == "tsne" and why.startswith("t-SNE")
+    assert P.choose_embedding_map("tsne", 1000, run_seconds=0.1)[0] == "tsne"  # asked for: drawn whatever it costs
+    x = np.random.default_rng(0).normal(size=(200, 16))
+    y = np.repeat(np.arange(4), 50)
+    path = P.plot_embedding(x, y, y, tmp_path / "pca.png", method="pca")
+    assert_png(path)

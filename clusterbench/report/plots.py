@@ -45,6 +45,25 @@ __all__ = [
 DPI = 100  # with the modest figure sizes below this keeps each PNG in the tens of kB
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PCA_DIMS = 50  # t-SNE on >50-D inputs is slow and noisy; 50 PCA components is the usual step
+EMBEDDING_MAPS = ("tsne", "umap", "pca")
+# scikit-learn's t-SNE (500 iterations, one thread) on this project's 2-core CI machine:
+# ≈ 2.3 s per 1,000 points (digits). The auto map uses it to keep the plots a small share of a run.
+TSNE_SECONDS_PER_POINT = 2.5e-3
+PLOT_SHARE = 0.1  # auto: t-SNE only when it costs at most this share of the run's wall time
+
+
+def choose_embedding_map(requested: str, points: int, run_seconds: float) -> tuple[str, str]:
+    """``plots.embedding_map``: the map to draw and why. ``auto`` draws t-SNE when its expected
+    cost fits in ``PLOT_SHARE`` of the run (its wall time so far plus the map), else PCA."""
+    if requested != "auto":
+        return requested, f"{requested} (plots.embedding_map)"
+    cost = TSNE_SECONDS_PER_POINT * points
+    if cost <= PLOT_SHARE * (run_seconds + cost):
+        return "tsne", f"t-SNE (≈ {cost:.1f} s for {points} points, within {PLOT_SHARE:.0%} of the run)"
+    return "pca", (f"PCA: a t-SNE of {points} points (≈ {cost:.1f} s) would be over {PLOT_SHARE:.0%} of this {run_seconds:.1f} s run; "
+                   "plots.embedding_map=tsne draws it")
+
+
 MIN_TSNE_POINTS = 10  # below this a neighbourhood map says nothing; fall back to PCA
 METRIC_NAMES = {"nmi": "NMI", "acc": "ACC", "ari": "ARI", "purity": "purity"}
 
@@ -220,12 +239,13 @@ def plot_embedding(
 
     The points are subsampled (class-stratified, seeded) to ``max_points`` before anything
     else, reduced to 50 dimensions with PCA when wider, then mapped with openTSNE if installed,
-    UMAP when ``method="umap"`` and ``umap`` is installed, else scikit-learn's t-SNE. 2-D
-    embeddings are drawn as they are.
+    UMAP when ``method="umap"`` and ``umap`` is installed, else scikit-learn's t-SNE;
+    ``method="pca"`` draws the first two principal components instead (milliseconds, for quick
+    runs). 2-D embeddings are drawn as they are.
     """
     method = method.lower()
-    if method not in ("tsne", "umap"):
-        raise ValueError(f"method must be 'tsne' or 'umap', got {method!r}")
+    if method not in EMBEDDING_MAPS:
+        raise ValueError(f"method must be one of {', '.join(EMBEDDING_MAPS)}, got {method!r}")
     if max_points < 1:
         raise ValueError(f"max_points must be at least 1, got {max_points}")
     x = np.asarray(embeddings.detach().cpu() if hasattr(embeddings, "detach") else embeddings)
@@ -255,6 +275,9 @@ def plot_embedding(
     if d <= 2:
         xy = np.pad(x, ((0, 0), (0, 2 - d)))
         algo = "embedding (2-D, as is)" if d == 2 else "embedding (1-D, as is)"
+    elif method == "pca":  # the cheap map: linear, milliseconds
+        xy = _pca(x, 2, seed)
+        xy, algo = np.pad(xy, ((0, 0), (0, 2 - xy.shape[1]))), "PCA"
     else:
         if d > PCA_DIMS:
             x = _pca(x, PCA_DIMS, seed)
