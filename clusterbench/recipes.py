@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -122,33 +122,6 @@ def recipe_groups(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig
     for what, why in chosen.items():
         log.info("%s: %s", what, why)
     return nodes["augment"], nodes["backbone"], chosen
-
-
-def recipe_file(method: str, dataset: str) -> Optional[Any]:
-    """``conf/method_dataset/<method>_<dataset>.yaml``, the recipe ``method=M dataset=D`` picks;
-    None where the pair has none."""
-    path = resources.files("clusterbench.conf") / "method_dataset" / f"{method}_{dataset}.yaml"
-    return path if path.is_file() else None
-
-
-def recipe_source(method: str, dataset: str) -> Optional[str]:
-    """The recipe's source: its first comment paragraph, ``# Source: ...`` up to the first
-    blank comment line (``#``), on one line; None when the pair has no recipe or the file does
-    not open with a ``# Source:`` line. A recipe without a published source says
-    ``# Source: none for this pair — <why>``."""
-    path = recipe_file(method, dataset)
-    if path is None:
-        return None
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("# @package")]
-    if not lines or not lines[0].startswith("# Source:"):
-        return None
-    paragraph = []
-    for line in lines:
-        body = line[1:].strip() if line.startswith("#") else ""
-        if not body:
-            break
-        paragraph.append(body)
-    return " ".join(paragraph)[len("Source:"):].strip()
 
 
 def resolve_recipe(cfg: DictConfig, image_shape: Sequence[int], overrides: Sequence[str], deep: bool) -> Recipe:
