@@ -69,10 +69,6 @@ def recluster(run_dir: Path, overrides: Sequence[str], out: Optional[Path] = Non
     """Fit the stage ``overrides`` describe on ``run_dir``'s features; write and return its result."""
     from clusterbench import runfolder
     from clusterbench.data import build_dataset
-    from clusterbench.io import atomic_write_json
-    from clusterbench.metrics import evaluate, internal_scores
-    from clusterbench.predict import embed_images, resolve
-    from clusterbench.report.runs import protocol_of, variant_of
     from clusterbench.run import build, build_stage
 
     start = time.perf_counter()
@@ -88,6 +84,23 @@ def recluster(run_dir: Path, overrides: Sequence[str], out: Optional[Path] = Non
     data = build_dataset(run_cfg.dataset, int(run_cfg.seed))
     stage = build_stage(cfg, build(run_cfg.method), data)  # checked against the method before anything is embedded
     assert stage is not None
+
+    threads = torch.get_num_threads()
+    if run_cfg.get("hardware", {}).get("threads") is not None:  # as the run: a convolution's sums, and so the
+        torch.set_num_threads(int(run_cfg.hardware.threads))      # features a stage sees, depend on the thread count
+    try:
+        return _recluster(run_dir, overrides, out, device, progress, start, state, record, run_cfg, cfg, data, stage)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _recluster(run_dir: Path, overrides: Sequence[str], out: Optional[Path], device: str, progress: bool, start: float, state: dict[str, Any],
+               record: dict[str, Any], run_cfg: Any, cfg: Any, data: Any, stage: Any) -> dict[str, Any]:
+    from clusterbench import runfolder
+    from clusterbench.io import atomic_write_json
+    from clusterbench.metrics import evaluate, internal_scores
+    from clusterbench.predict import embed_images, resolve
+    from clusterbench.report.runs import protocol_of, variant_of
 
     t0 = time.perf_counter()
     method, features = embed_images(state, run_cfg, data.train_images(), resolve(device), progress=progress)
