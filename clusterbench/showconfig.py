@@ -47,6 +47,14 @@ def job_config_text(overrides: Sequence[str]) -> str:
             else f"# recipe: none for {method} × {dataset}: the generic defaults")
     head += f"\n# experiment: {experiment}" if experiment and str(experiment) != "None" else ""
     job = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+    from clusterbench.recipes import recipe_groups
+
+    # the backbone and views the run will use: a recipe's recipe_backbone / recipe_augment replace
+    # the method's and the dataset's defaults at run time, so show them replaced
+    augment, backbone, chosen = recipe_groups(job, list(overrides))
+    OmegaConf.set_struct(job, False)
+    job.augment, job.backbone = augment, backbone
+    head += "".join(f"\n# {what}: {why}" for what, why in chosen.items())
     try:
         body = OmegaConf.to_yaml(job, resolve=True)
     except OmegaConfBaseException:  # an interpolation only a run can resolve: show it as written

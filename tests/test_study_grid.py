@@ -26,7 +26,7 @@ def grid():
 
 def args(**kw) -> argparse.Namespace:
     base = dict(minutes=1.0, limit=10000, root=Path("/data"), threads=1, queues=[32, 64], momenta=[0.99, 0.999],
-                seed=0, out=None, overrides=["trainer.lr=0.03"])
+                seed=0, out=None, overrides=["trainer.lr=0.03"], stage="kmeans", kmeans_too=False)
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -43,6 +43,8 @@ def test_a_cell_composes_with_its_queue_and_momentum(grid, compose):
     assert (cfg.trainer.max_minutes, cfg.dataset.limit, cfg.hardware.threads) == (1.0, 10000, 1)
     assert cfg.trainer.lr == 0.03 and cfg.recipe_augment == "mnist_study"  # extra overrides pass; the recipe's views
     assert cfg.trainer.batch_size == 64  # the MNIST recipe (method_dataset/moco_mnist.yaml) applies
+    umap = compose(*grid.cell_overrides(args(stage="umap"), 32, 0.999))  # N2D's read-out inside each cell's budget
+    assert (umap.cluster.name, umap.cluster.minutes, umap.cluster.n_epochs) == ("umap", 1.5, 50)
 
 
 def test_the_table_puts_ours_beside_the_study_with_the_difference(grid):
@@ -51,4 +53,6 @@ def test_the_table_puts_ours_beside_the_study_with_the_difference(grid):
     text = grid.table(args(), results)
     assert "1 min a cell, MNIST 10000 subset, 1 thread(s)" in text
     assert "| 0.99 | 90.0 / 93.27 / -3.3 | 95.0 / 96.91 / -1.9 |" in text
-    assert "best cell: queue 64, momentum 0.99: 95.0%" in text
+    assert "best cell: queue 64, momentum 0.99: 95.0%" in text and "k-means read-out" in text
+    umap = {key: {**r, "cluster": {"name": "umap"}} for key, r in results.items()}
+    assert "UMAP + GMM read-out" in grid.table(args(stage="umap"), umap)  # the heading names the cells' read-out
