@@ -74,6 +74,9 @@ def _unknown_key(err: OmegaConfBaseException) -> str:
     parent = err.parent_node
     valid = sorted(str(k) for k in parent.keys()) if isinstance(parent, DictConfig) else []
     hint = f"valid keys there: {', '.join(k for k in valid if not k.startswith('_'))}" if valid else "check the spelling"
+    group = key.split(".", 1)[0]
+    if group in ("backbone", "augment") and "." in key:  # the default option lacks it; the recipe's choice may have it
+        hint += f" (a key of the recipe's recipe_{group} option: write +{key}=...)"
     return f"unknown config key '{key}'; {hint}"
 
 

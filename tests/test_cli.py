@@ -201,3 +201,10 @@ def test_cfg_job_is_resolved_names_the_recipe_and_runs_nothing(run_cli, tmp_path
     assert other.out.startswith("# recipe: none for moco × synthetic: the generic defaults") and "queue_size: 8" in other.out
     bad = run_cli("method=nope", "--cfg", "job")
     assert bad.code == 2 and bad.err.startswith("error: method=nope is not a known option")
+
+
+def test_a_key_of_the_recipes_backbone_names_the_plus_form(run_cli):
+    bad = run_cli("method=swav", "dataset=cifar10", "backbone.cifar_stem=false", "--cfg", "job")
+    assert bad.code == 2 and "write +backbone.cifar_stem=..." in bad.err and bad.err.count("\n") == 1
+    good = run_cli("method=swav", "dataset=cifar10", "+backbone.cifar_stem=false", "--cfg", "job")
+    assert good.code == 0 and "name: resnet18" in good.out and "cifar_stem: false" in good.out
