@@ -11,7 +11,7 @@ import pytest
 
 from clusterbench.report import gate, store
 from clusterbench.report.cli import main as report_main
-from clusterbench.report.runs import load_runs, protocol_of, variant_of
+from clusterbench.report.runs import discover, load_runs, protocol_of, variant_of
 from clusterbench.report.table import aggregate, to_markdown
 from clusterbench.summary import format_table
 from fabricate import fabricate_run
@@ -334,7 +334,7 @@ def _parse(html: str) -> _Page:
     return page
 
 
-def _sweep(root, queues=(16, 64), momenta=(0.9, 0.99), seeds=(0,), skip=(), **kw):
+def _sweep(root, queues=(16, 64), momenta=(0.9, 0.99), seeds=(0,), skip=(), overrides_extra=(), **kw):
     """A queue × momentum sweep of MoCo on MNIST with one constant override."""
     for m in momenta:
         for q in queues:
@@ -343,7 +343,7 @@ def _sweep(root, queues=(16, 64), momenta=(0.9, 0.99), seeds=(0,), skip=(), **kw
             for seed in seeds:
                 acc = 0.9 + q / 10000 - m / 100 + seed / 1000
                 fabricate_run(root / f"m{m}_q{q}_s{seed}", "moco", "mnist", seed, {"nmi": acc - 0.05, "acc": acc, "ari": acc - 0.1},
-                              overrides=[f"method.queue_size={q}", f"method.momentum={m}", "trainer.max_minutes=0.5"], **kw)
+                              overrides=[f"method.queue_size={q}", f"method.momentum={m}", "trainer.max_minutes=0.5", *overrides_extra], **kw)
 
 
 def test_labels_show_only_the_overrides_that_vary_within_a_method(tmp_path):
@@ -500,6 +500,10 @@ def test_the_clustering_stage_stays_in_every_label_and_grid(tmp_path):
     assert own.stage == [] and own.reference is not None and own.reference.source == "mnist_study_moco"
     assert scan.stage and scan.reference is None and own.slug != scan.slug
     assert report.label("moco (method.momentum=0.9,method.queue_size=16,trainer.max_minutes=0.5)") == "moco (method.momentum=0.9, method.queue_size=16)"
+    # cluster=kmeans with its defaults (clusterbench-recluster RUN cluster=kmeans) is the papers' read-out: the study beside it
+    _sweep(tmp_path / "km", queues=(16, 32, 64, 128, 256), momenta=(0.9, 0.99, 0.999, 0.9999), overrides_extra=["cluster=kmeans"])
+    [km] = aggregate(load_runs([tmp_path / "km"])).grids
+    assert km.stage == ["cluster=kmeans"] and km.reference is not None and km.reference.source == "mnist_study_moco"
 
 
 def test_store_based_report_keeps_probes_and_health_and_single_seed_csv_has_no_spread(tmp_path):
@@ -516,3 +520,17 @@ def test_store_based_report_keeps_probes_and_health_and_single_seed_csv_has_no_s
     assert rows["moco"]["knn_acc_mean"] == "90.5" and rows["moco"]["linear_acc_mean"] == "95.0" and rows["moco"]["health"] == "collapse"
     assert rows["moco"]["acc_std"] == "0.0" and rows["moco"]["acc_best"] == "80.0"  # two seeds: a spread, even of zero
     assert rows["gmm"]["health"] == "ok" and rows["gmm"]["acc_std"] == "" and rows["gmm"]["acc_best"] == ""  # one seed: none
+
+
+def test_a_stage_re_run_by_recluster_is_found_as_its_own_run(tmp_path):
+    run = fabricate_run(tmp_path / "runs" / "m0", "moco", "digits", 0, {"nmi": 0.7, "acc": 0.8, "ari": 0.6})
+    stage = run / "stages" / "umap-1"  # what clusterbench-recluster writes: metrics.json, no .hydra/
+    stage.mkdir(parents=True)
+    result = json.loads((run / "metrics.json").read_text())
+    result.update({"acc": 0.97, "overrides": [*result["overrides"], "cluster=umap"], "reclustered_from": str(run)})
+    result["variant"] = variant_of(result["overrides"])
+    (stage / "metrics.json").write_text(json.dumps(result))
+    found = discover([tmp_path / "runs"])
+    assert found == [run, stage]
+    report = aggregate(load_runs([tmp_path / "runs"]), references={})
+    assert len(report.rows) == 2 and any("cluster=umap" in report.label(row) for row in report.rows)

@@ -147,14 +147,16 @@ class RunRecord:
 
 
 def discover(paths: Iterable[os.PathLike | str]) -> list[Path]:
-    """Every run folder at or below ``paths`` (a run, a multirun tree, or a parent of many)."""
+    """Every run folder at or below ``paths`` (a run, a multirun tree, or a parent of many): a
+    folder with Hydra's ``.hydra/`` (a run, finished or not), or with a ``metrics.json`` of its own
+    (a stage re-run by clusterbench-recluster, which has no Hydra config: its own row)."""
     found: list[Path] = []
     for root in paths:
         root = Path(root)
         if not root.exists():
             raise FileNotFoundError(f"{root} does not exist")
-        for dirpath, dirnames, _ in os.walk(root):
-            if ".hydra" in dirnames:
+        for dirpath, dirnames, filenames in os.walk(root):
+            if ".hydra" in dirnames or "metrics.json" in filenames:
                 found.append(Path(dirpath))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
     return sorted(set(found))

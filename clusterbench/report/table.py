@@ -270,8 +270,9 @@ def find_grids(report: Report, refs: Optional[dict[str, Any]] = None) -> list[Gr
             if len(values_a) < 2 or len(values_b) < 2 or len(combos) != len(cells) or 2 * len(combos) <= len(values_a) * len(values_b):
                 continue
             stage = list(stage_of)
-            # a published sweep describes the method's own read-out: none beside another stage's grid
-            ref = None if stage else _grid_reference(refs or {}, method, cells[0], a, b)
+            # a published sweep describes the papers' read-out (k-means, or the method's own): none
+            # beside another stage's grid; cluster=kmeans with its defaults is that read-out
+            ref = None if stage not in ([], ["cluster=kmeans"]) else _grid_reference(refs or {}, method, cells[0], a, b)
             if ref is not None:
                 row_key, col_key = ref[0], ref[1]
             else:  # the longer list down the page: tall tables fit a screen
