@@ -42,9 +42,9 @@ def main() -> None:
     print("| run | seed | NMI % | ACC % | ARI % | best ACC during the run % | wall s (with plots) |\n|---|---|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            for name, extra in (("clusterbench (default: moco + scan)", []), ("moco, cluster=kmeans", ["cluster=kmeans"]),
-                                ("kmeans on pixels", ["method=kmeans"])):
-                m, history, wall = timed_run([*extra, f"seed={seed}"], Path(tmp) / f"{len(extra)}_{extra[:1]}_{seed}".replace("'", ""))
+            for slug, (name, extra) in enumerate((("clusterbench (default: moco + scan)", []), ("moco, cluster=kmeans", ["cluster=kmeans"]),
+                                                  ("kmeans on pixels", ["method=kmeans"]))):
+                m, history, wall = timed_run([*extra, f"seed={seed}"], Path(tmp) / f"run{slug}_seed{seed}")  # a plain path Hydra parses
                 best = max([r["acc"] for r in history if "acc" in r] + [m["acc"]])
                 rows[name].append((m, wall))
                 print(f"| {name} | {seed} | {100 * m['nmi']:.1f} | {100 * m['acc']:.1f} | {100 * m['ari']:.1f} | {100 * best:.1f} | {wall:.1f} |", flush=True)
