@@ -227,8 +227,11 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     clock.start()
     budget_left = None if clock.budget_s is None else max(clock.budget_s - clock.before_s, 0.0)
     estimate = RunEstimate(cfg.epochs, steps_per_epoch, device.type, budget_left, stage=ctx.step or "")
+    last_estep_s = 0.0  # the previous epoch's E-step: the next one costs about as much
     for epoch in range(start_epoch, start_epoch if finished else cfg.epochs):
-        if clock.out_of_time:
+        # stop at the budget, or before an E-step that would end past it with no step left to
+        # train (MiCE's μ pass, PCL's and DeepCluster's k-means are whole passes over the set)
+        if clock.out_of_time or (clock.budget_s is not None and epoch > start_epoch and clock.elapsed + last_estep_s >= clock.budget_s):
             stopped_early = True
             break
         model.train()
@@ -237,6 +240,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
             estep_log = method.on_epoch_start(EpochContext(epoch, n, device, ctx.seed, dist, embed_all, optimizer)) or {}
         estep_s = time.perf_counter() - t_epoch
         estimate.epoch_started(estep_s)
+        last_estep_s = estep_s
         order = method.sample_order(n, steps_per_epoch * cfg.batch_size, order_gen)
         losses = torch.zeros((), device=device)
         logged: dict[str, torch.Tensor] = {}  # the step's other outputs, summed over the epoch

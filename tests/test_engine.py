@@ -129,6 +129,26 @@ def test_the_wall_clock_budget_stops_cleanly_then_evaluates(tmp_path):
     assert 0.015 <= prediction.info["train_minutes"] < 0.5
 
 
+class SlowEStep(NaNAfter):
+    """A method whose epoch-start pass (an E-step) takes a fixed time."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(bad_step=10**9)
+        self.seconds = seconds
+
+    def on_epoch_start(self, ctx):  # noqa: ANN001, ANN201
+        time.sleep(self.seconds)
+        return None
+
+
+def test_the_budget_stops_before_an_e_step_that_would_overrun_it(tmp_path):
+    data = load_synthetic(num_samples=120, num_classes=3)
+    prediction = train(SlowEStep(seconds=0.8), data, _context(tmp_path, epochs=100, max_minutes=0.025))  # 1.5 s
+    # epoch 1: 0.8 s of E-step, then steps; epoch 2 would start its E-step past 0.7 s and end past 1.5 s
+    assert prediction.info["stopped_early"] and prediction.info["epochs"] == 1
+    assert prediction.info["train_minutes"] * 60 < 1.5  # inside the budget, not a whole E-step past it
+
+
 @pytest.mark.parametrize("override,key", [("trainer.batch_size=0", "trainer.batch_size"), ("trainer.batch_size=4096", "trainer.batch_size"),
                                           ("trainer.precision=fp16", "trainer.precision"), ("method.momentum=1.5", "method.momentum"),
                                           ("trainer.max_minutes=-1", "trainer.max_minutes"), ("method.split_bn=3", "method.split_bn"),
