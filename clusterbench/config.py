@@ -46,6 +46,11 @@ class Optimizer(str, Enum):
     lars = "lars"
 
 
+class GradSync(str, Enum):
+    ddp = "ddp"  # torch's DistributedDataParallel: bucketed all-reduce overlapped with the backward
+    flat = "flat"  # one flattened all-reduce after the backward (the older path, for comparison)
+
+
 class Schedule(str, Enum):
     cosine = "cosine"  # linear warm-up, then cosine decay to min_lr
     constant = "constant"  # linear warm-up, then lr
@@ -427,6 +432,8 @@ class HardwareConfig:
     distributed: bool = False  # one process per device under torchrun (hardware=ddp)
     backend: Optional[str] = None  # torch.distributed backend; null: nccl on CUDA, gloo on CPU
     sync_bn: bool = False  # under DDP: BatchNorm statistics over the global batch
+    grad_sync: GradSync = GradSync.ddp  # under DDP: how gradients are averaged
+    timeout_minutes: float = 30.0  # under DDP: a collective waiting longer than this fails (a dead or hung rank)
 
 
 @dataclass
@@ -452,6 +459,7 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the model's sub-modules
     channels_last: bool = True
     embed_batch_size: int = 1024  # images per forward when embedding the dataset
+    sync_every: int = 50  # steps between host reads of the loss and the NaN flag (and at each epoch's end)
 
 
 @dataclass

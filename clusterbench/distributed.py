@@ -3,17 +3,20 @@
 Every helper here is correct in one process too, so the engine and the methods call them
 unconditionally: ``all_gather`` returns its input, ``all_reduce_`` does nothing, and so on.
 
-Gradients are averaged by ``average_gradients`` after ``backward()`` rather than by wrapping the
-model in ``DistributedDataParallel``: the methods call their sub-networks (query and key
-encoders, heads, prototypes) one by one, outside any single ``forward``, which DDP's hooks do
-not see. One flattened all-reduce per step costs the same as DDP's buckets on small models.
+Gradients are averaged by torch's ``DistributedDataParallel``: bucketed all-reduces that start
+while the backward pass is still running (``wrap_step``). The methods call their sub-networks
+(query and key encoders, heads, prototypes) one by one, outside any single ``forward``, so the
+engine wraps the method's whole training step as the one forward DDP sees (``TrainingStep``).
+``hardware.grad_sync=flat`` keeps the older single flattened all-reduce after the backward, for
+comparison (benchmarks/ddp_sync.py).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from datetime import timedelta
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 import torch.distributed as dist
@@ -47,8 +50,16 @@ def env_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def init(distributed: bool, device: torch.device, backend: Optional[str] = None) -> DistInfo:
-    """Join the process group torchrun set up; one process when ``distributed`` is false."""
+_OWNED = False  # this module created the process group (and so tears it down)
+GRAD_SYNCS = ("ddp", "flat")
+
+
+def init(distributed: bool, device: torch.device, backend: Optional[str] = None, timeout_minutes: float = 30.0) -> DistInfo:
+    """Join the process group torchrun set up; one process when ``distributed`` is false.
+
+    ``timeout_minutes`` bounds every collective: a rank whose peers died or hang raises
+    instead of waiting for ever (a dead peer's closed connection usually ends it at once)."""
+    global _OWNED
     if not distributed:
         return DistInfo()
     if not launched_by_torchrun():
@@ -57,15 +68,33 @@ def init(distributed: bool, device: torch.device, backend: Optional[str] = None)
             "needs one process per device started by torchrun: `torchrun --nproc_per_node=N -m clusterbench hardware=ddp ...`; "
             "use hardware=auto for one process",
         )
+    if timeout_minutes <= 0:
+        raise ConfigError("hardware.timeout_minutes", f"{timeout_minutes} is not a timeout; use a positive number of minutes")
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend or ("nccl" if device.type == "cuda" else "gloo"), rank=rank, world_size=world)
+    if not dist.is_initialized():  # a caller that set the group up (tests running many jobs in one group) keeps it
+        dist.init_process_group(backend=backend or ("nccl" if device.type == "cuda" else "gloo"), rank=rank, world_size=world,
+                                timeout=timedelta(minutes=timeout_minutes))
+        _OWNED = True
     return DistInfo(rank, world, local)
 
 
 def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
+    """Tear down the process group ``init`` created (one created by the caller stays)."""
+    global _OWNED
+    if _OWNED and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _OWNED = False
+
+
+def lost_peers(ex: BaseException) -> bool:
+    """Whether ``ex`` is a collective that failed because another rank died, hung past the
+    timeout, or the network between them broke (not a fault of this rank's own work)."""
+    dist_error = getattr(dist, "DistError", None)  # torch ≥ 2.1: DistBackendError, DistNetworkError, ...
+    if dist_error is not None and isinstance(ex, dist_error):
+        return True
+    text = str(ex)
+    return isinstance(ex, RuntimeError) and any(
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "timed out", "Timed out", "Socket Timeout"))
 
 
 def barrier() -> None:
@@ -124,7 +153,8 @@ def any_true(flag: bool, device: torch.device) -> bool:
 
 
 def average_gradients(params: Iterable[nn.Parameter]) -> None:
-    """Average the gradients over ranks with one flattened all-reduce."""
+    """Average the gradients over ranks with one flattened all-reduce after the backward
+    (``hardware.grad_sync=flat``; the default is DDP's overlapped buckets, ``wrap_step``)."""
     if not _active():
         return
     grads = [p.grad for p in params if p.grad is not None]
@@ -137,6 +167,53 @@ def average_gradients(params: Iterable[nn.Parameter]) -> None:
     for g in grads:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+class TrainingStep(nn.Module):
+    """A method's training step as one ``forward(batch) -> {"loss": ..., ...}`` over ``model``.
+
+    DDP hooks the gradients of the parameters of the module it wraps and expects one forward
+    per backward; the methods' steps call several sub-networks (and collectives) in their own
+    order, so the whole step is that forward. ``model`` is registered as a child, so the
+    parameters DDP sees are exactly the ones the optimiser updates."""
+
+    def __init__(self, model: nn.Module, step: Callable[[Any], dict[str, torch.Tensor]]) -> None:
+        super().__init__()
+        self.model = model
+        self._step = step
+
+    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
+        return self._step(batch)
+
+
+def wrap_step(model: nn.Module, step: Callable[[Any], dict[str, torch.Tensor]], device: torch.device, grad_sync: str = "ddp",
+              find_unused_parameters: bool = False) -> Callable[[Any], dict[str, torch.Tensor]]:
+    """The callable the engine runs each step: ``step`` itself on one process or with
+    ``grad_sync="flat"``; under torchrun with ``"ddp"``, ``step`` inside torch's
+    DistributedDataParallel (bucketed gradient all-reduce overlapped with the backward).
+
+    Buffers are not re-broadcast at every forward (``broadcast_buffers=False``): every rank
+    keeps its own BatchNorm statistics, as per-GPU BatchNorm does (SyncBatchNorm, where
+    configured, shares them), and the methods' queues are kept equal by their own gathers."""
+    if grad_sync not in GRAD_SYNCS:
+        raise ConfigError("hardware.grad_sync", f"{grad_sync!r} is not one of {', '.join(GRAD_SYNCS)}")
+    if not _active() or grad_sync == "flat":
+        return step
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # newer torch renames the switch (and still syncs buffers once at construction, as wanted:
+    # every rank starts from rank 0's weights and statistics)
+    renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    no_buffer_sync = {"forward_sync_buffers": False} if renamed else {"broadcast_buffers": False}
+    return DistributedDataParallel(
+        TrainingStep(model, step),
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters,
+        gradient_as_bucket_view=True,  # gradients live in the buckets: no copy in or out
+        **no_buffer_sync,
+    )
 
 
 def broadcast_parameters(module: nn.Module, src: int = 0) -> None:

@@ -6,8 +6,11 @@ Read top to bottom, a run is:
 2. The method builds its networks around the backbone; the optimiser is built over them.
 3. With ``resume=true`` and a checkpoint in the run folder, everything is restored from it.
 4. Each epoch: the method's epoch-start hook (its E-step), then steps of
-   views → ``training_step`` → backward → (all-reduce) → clip → optimiser, with the learning
-   rate set from the schedule before each step. A non-finite loss stops the run.
+   views → ``training_step`` → backward (DDP all-reduces the gradients meanwhile) → clip →
+   optimiser, with the learning rate set from the schedule before each step. The step never
+   waits for the device: losses and a non-finite flag stay there and are read every
+   ``sync_every`` steps and at the end of the epoch; a non-finite loss stops the run there,
+   naming its first bad step, before any checkpoint could hold it.
 5. Every ``eval_every`` epochs the dataset is embedded and clustered and NMI / ACC / ARI are
    logged; every ``checkpoint_every`` epochs a checkpoint is written atomically.
 6. At the end (or when ``max_minutes`` runs out) the final embedding is clustered.
@@ -82,6 +85,40 @@ def clock_text(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+class FiniteWatch:
+    """The NaN guard without a host sync per step: whether each loss was finite is kept on the
+    device, with the global step and value of the first that was not, and read by ``check``
+    every ``trainer.sync_every`` steps and at the end of each epoch. The steps between a bad
+    loss and its check run on (their weights are never saved: ``check`` comes before any
+    checkpoint, evaluation or export)."""
+
+    def __init__(self, device: torch.device, step: int) -> None:
+        self.device = device
+        self.epoch_start = step  # global step of this epoch's first step
+        self.step = torch.full((), step, dtype=torch.long, device=device)  # the global step, counted on the device
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.bad_value = torch.zeros((), device=device)
+
+    def add(self, loss: torch.Tensor) -> None:
+        """One step's loss (a 0-d tensor on the device); queues three tiny kernels, reads nothing."""
+        new = torch.logical_and(self.first_bad < 0, torch.logical_not(torch.isfinite(loss)))
+        self.bad_value = torch.where(new, loss.float(), self.bad_value)
+        self.first_bad = torch.where(new, self.step, self.first_bad)
+        self.step += 1
+
+    def check(self, epoch: int, out_dir: Path) -> None:
+        """Raise ``TrainingError`` on every rank when any rank saw a non-finite loss (ranks stop
+        together, or they deadlock), naming this rank's first bad epoch and step."""
+        bad_at = int(self.first_bad)  # a host read: waits for the queued steps
+        if not D.any_true(bad_at >= 0, self.device):
+            return
+        where = (f"epoch {epoch + 1}, step {bad_at - self.epoch_start + 1} (global step {bad_at + 1})" if bad_at >= 0
+                 else f"epoch {epoch + 1} on another rank")
+        value = f"{float(self.bad_value):.4g}" if bad_at >= 0 else "non-finite"
+        raise TrainingError(f"the loss became {value} at {where}; the last good checkpoint in {out_dir} is kept; "
+                            "lower trainer.lr or set trainer.grad_clip")
+
+
 def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction:
     """Train ``method`` on ``data.train_images()`` and cluster ``data.images``."""
     cfg, device, dist = ctx.trainer, ctx.device, ctx.dist
@@ -118,6 +155,8 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         model.to(memory_format=torch.channels_last)
     D.broadcast_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
+    # under DDP the method's whole step is the one forward whose backward all-reduces the gradients
+    run_step = D.wrap_step(model, method.training_step, device, ctx.grad_sync, method.unused_parameters)
     optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.lars_eta, cfg.lars_clip)
     precision = str(getattr(cfg.precision, "value", cfg.precision))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -125,9 +164,12 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         for child in model.children():  # in place: state_dict keys stay the same
             child.compile()
 
-    # random streams of the loop itself: identical on every rank, restored on resume
+    # random streams of the loop itself: identical on every rank, restored on resume. Every rank
+    # draws the global batch's view parameters and keeps its share (Augmenter's shard), so the
+    # views, and the run, do not depend on the number of ranks
     order_gen = torch.Generator().manual_seed(ctx.seed)
-    view_gen = torch.Generator(device=device).manual_seed(ctx.seed * 1_000_003 + dist.rank)
+    view_gen = torch.Generator(device=device).manual_seed(ctx.seed * 1_000_003)
+    shard = (dist.rank, dist.world_size)
 
     # 3. resume
     out_dir = ctx.out_dir or Path(".")
@@ -151,7 +193,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         method.load_method_state(state["method"])
         ckpt.set_rng_states(state["rng"])
         order_gen.set_state(state["order_gen"])
-        view_gen.set_state(state["view_gen"][dist.rank].cpu())  # generator states are CPU bytes, CUDA ones too
+        view_gen.set_state(state["view_gen"].cpu())  # generator states are CPU bytes, CUDA ones too
         start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
         clock.before_s = float(state["elapsed"])
         finished, stopped_early = bool(state.get("finished", False)), bool(state.get("stopped_early", False))
@@ -163,7 +205,6 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         health.on_epoch(record)
 
     def save_checkpoint(epoch: int, final: bool = False) -> None:
-        view_states = D.all_gather(view_gen.get_state().to(device)[None]).cpu()  # every rank's stream
         if not dist.is_main:
             return
         with timer("checkpoint"):
@@ -174,7 +215,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
                 "method": method.method_state(),
                 "rng": ckpt.rng_states(),
                 "order_gen": order_gen.get_state(),
-                "view_gen": list(view_states),
+                "view_gen": view_gen.get_state(),  # one stream, the same on every rank
                 "epoch": epoch,
                 "step": step,
                 "schedule": {"total_steps": total_steps, "warmup_epochs": float(cfg.warmup_epochs), "lr": float(cfg.lr)},
@@ -241,35 +282,33 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         estep_s = time.perf_counter() - t_epoch
         estimate.epoch_started(estep_s)
         last_estep_s = estep_s
-        order = method.sample_order(n, steps_per_epoch * cfg.batch_size, order_gen)
+        order = method.sample_order(n, steps_per_epoch * cfg.batch_size, order_gen).to(device)  # the batches' rows, on the device
         losses = torch.zeros((), device=device)
         logged: dict[str, torch.Tensor] = {}  # the step's other outputs, summed over the epoch
+        watch = FiniteWatch(device, step)
         t_steps, done = time.perf_counter(), 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (ctx.progress and dist.is_main))
         for i in bar:
             lr = learning_rate(max((step + 1) / total_steps, clock.fraction()), cfg.lr, warmup, cfg.schedule, cfg.min_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            rows = order[i * cfg.batch_size + dist.rank * per_rank : i * cfg.batch_size + (dist.rank + 1) * per_rank].to(device)
+            rows = order[i * cfg.batch_size + dist.rank * per_rank : i * cfg.batch_size + (dist.rank + 1) * per_rank]
             with timer("augment"):
                 x = images[rows]
-                views = augment(x, view_gen) if method.augmented else [standardize(x, mean, std)]
+                views = augment(x, view_gen, shard) if method.augmented else [standardize(x, mean, std)]
                 plain = standardize(x, mean, std) if method.plain_view else None
                 if cfg.channels_last:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
                     plain = None if plain is None else plain.contiguous(memory_format=torch.channels_last)
             with timer("step"):
                 with autocast:
-                    out = method.training_step(Batch(views, rows, epoch, step, plain, augment.num_global if method.augmented else 1))
+                    out = run_step(Batch(views, rows, epoch, step, plain, augment.num_global if method.augmented else 1))
                 loss = out["loss"]
-                if D.any_true(not bool(torch.isfinite(loss.detach())), device):
-                    raise TrainingError(
-                        f"the loss became {float(loss.detach()):.4g} at epoch {epoch + 1}, step {i + 1} (global step {step + 1}); "
-                        f"the last good checkpoint in {out_dir} is kept; lower trainer.lr or set trainer.grad_clip"
-                    )
+                watch.add(loss.detach())
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
-                D.average_gradients(params)
+                if ctx.grad_sync == "flat":
+                    D.average_gradients(params)
                 scaler.unscale_(optimizer)
                 if cfg.grad_clip is not None:
                     nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -284,13 +323,16 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
             done += per_rank * dist.world_size
             if dist.is_main:
                 estimate.step_done(cfg.epochs - epoch - 1, steps_per_epoch - i - 1)
-            if dist.is_main and ctx.progress:
-                left = {} if clock.budget_s is None else {"budget_left": clock_text(clock.budget_s - clock.elapsed)}  # the run's, not the epoch's ETA
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.3g}", img_s=f"{done / (time.perf_counter() - t_steps):.0f}", **left, refresh=False)
+            if (i + 1) % cfg.sync_every == 0:  # the only reads of the device's numbers inside an epoch
+                watch.check(epoch, out_dir)
+                if dist.is_main and ctx.progress:
+                    left = {} if clock.budget_s is None else {"budget_left": clock_text(clock.budget_s - clock.elapsed)}  # the run's, not the epoch's ETA
+                    bar.set_postfix(loss=f"{float(losses) / (i + 1):.4f}", lr=f"{lr:.3g}", img_s=f"{done / (time.perf_counter() - t_steps):.0f}", **left, refresh=False)
             if clock.out_of_time:
                 stopped_early = True
                 break
         bar.close()
+        watch.check(epoch, out_dir)  # before this epoch is logged, evaluated or checkpointed
         steps_done = i + 1
         record: dict[str, Any] = {
             **({"stage": ctx.step} if ctx.step else {}),
@@ -368,7 +410,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
 def check_trainer(cfg: Any, dist: D.DistInfo, device: torch.device) -> None:
     """Impossible trainer values, each named with its fix (run.py calls it before any data is
     read; the engine again, for callers that skip run.py)."""
-    for key in ("epochs", "batch_size", "embed_batch_size"):
+    for key in ("epochs", "batch_size", "embed_batch_size", "sync_every"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"trainer.{key}", f"{getattr(cfg, key)} is not allowed; use a positive integer")
     if cfg.max_minutes is not None and cfg.max_minutes <= 0:

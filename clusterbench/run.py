@@ -110,7 +110,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()
     method: Method = build(cfg.method)
     threads = torch.get_num_threads()  # hardware.threads is this run's: restored after it (in-process sweeps, tests)
     device = resolve_device(cfg.hardware)
-    dist = D.init(cfg.hardware.distributed, device, cfg.hardware.backend)
+    dist = D.init(cfg.hardware.distributed, device, cfg.hardware.backend, cfg.hardware.timeout_minutes)
     try:
         if dist.enabled:
             if device.type == "cuda":
@@ -120,8 +120,12 @@ def run_experiment(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()
         tracker = build_tracker(cfg.get("logger")) if dist.is_main else Tracker()  # only rank 0 logs; a missing package fails now
         try:
             result = _run(cfg, method, device, dist, out_dir, overrides, progress, start, started_at, tracker)
-        except BaseException:
+        except BaseException as ex:
             tracker.close(failed=True)
+            if dist.enabled and not isinstance(ex, ClusterbenchError) and D.lost_peers(ex):
+                first = next((line.strip() for line in str(ex).splitlines() if line.strip()), type(ex).__name__).split(". ")[0]
+                raise ClusterbenchError(f"rank {dist.rank}: lost contact with the other ranks ({first[:160]}); "
+                                        "another rank failed or was killed: its own error is in its output") from None
             raise
         tracker.close()
         # ranks leave together: a rank that tore the group down while rank 0 was still writing
@@ -174,6 +178,7 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         augment=recipe.augment,
         resume=cfg.resume,
         sync_bn=cfg.hardware.sync_bn,
+        grad_sync=str(getattr(cfg.hardware.grad_sync, "value", cfg.hardware.grad_sync)),
         dist=dist,
         cluster=stage,
         probes=probe_protocol(data, cfg.eval, cfg.seed) if isinstance(method, DeepMethod) else None,

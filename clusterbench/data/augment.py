@@ -183,6 +183,37 @@ def check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
 # --- the augmenter ---------------------------------------------------------------------
 
 
+class Draws:
+    """The per-sample random numbers of one batch of views, from one generator.
+
+    A batch holds ``count`` views of N images, view-major (sample ``v·N + j`` is view v of
+    image j). With ``shard = (rank, world)`` the N images are one rank's share of a global
+    batch of world·N: each draw is made for the whole global batch, in the order one process
+    would make it, and the rank keeps its rows. The numbers are a few per sample, so drawing
+    world× of them costs nothing beside the pixels; with world = 1 the draws are exactly
+    ``torch.rand(count·N·per_sample)``.
+    """
+
+    def __init__(self, generator: torch.Generator, device: torch.device, count: int = 1, shard: tuple[int, int] = (0, 1)) -> None:
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard {shard} is not (rank, world) with 0 ≤ rank < world")
+        self.generator, self.device, self.count, self.rank, self.world = generator, device, count, rank, world
+
+    def uniform(self, b: int, lo: float, hi: float, per_sample: int = 1) -> torch.Tensor:
+        """``b`` (= count·N) samples' draws, uniform in [lo, hi): shape b, or b×per_sample."""
+        if b % self.count:
+            raise ValueError(f"{b} samples do not hold {self.count} views of the same images")
+        n = b // self.count
+        u = torch.rand(self.count, self.world, n, per_sample, generator=self.generator, device=self.device)[:, self.rank]
+        u = u.reshape(b, per_sample) if per_sample > 1 else u.reshape(b)
+        return u.mul_(hi - lo).add_(lo)
+
+    def coin(self, b: int, p: float) -> torch.Tensor:
+        """``b`` samples' Bernoulli(p) draws, bool."""
+        return self.uniform(b, 0.0, 1.0) < p
+
+
 class Augmenter:
     """Views of a batch by one recipe: ``Augmenter(recipe, image_size, channels, mean, std)(images, generator)``.
 
@@ -221,8 +252,13 @@ class Augmenter:
         return (f"Augmenter({self.name!r}, {self.num_global}×{self.global_size}px"
                 f" + {self.num_local}×{self.local_size}px, channels={self.channels})")
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        """uint8 (or float in [0, 1]) N×C×H×W → ``[global views..., local views...]``, float32 N×C×s×s, standardised."""
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, shard: tuple[int, int] = (0, 1)) -> list[torch.Tensor]:
+        """uint8 (or float in [0, 1]) N×C×H×W → ``[global views..., local views...]``, float32 N×C×s×s, standardised.
+
+        ``shard = (rank, world)``: the images are rank's share (rows rank·N … (rank+1)·N − 1) of a
+        global batch of world·N images. Every rank draws the global batch's random numbers from
+        the same generator and keeps its rows, so an image's views do not depend on the number
+        of ranks: a DDP run sees the views one process sees on the same global batch."""
         if images.ndim != 4 or images.shape[1] != self.channels:
             raise ValueError(f"expected N×{self.channels}×H×W images, got shape {tuple(images.shape)}")
         if generator.device.type != images.device.type:
@@ -231,24 +267,14 @@ class Augmenter:
         x = images.float()  # the one uint8 → float conversion
         if images.dtype == torch.uint8:
             x = x.div_(255.0)
-        views = self._views(x, self.num_global, self.global_size, self.recipe["global_scale"], generator)
+        views = self._views(x, self.num_global, self.global_size, self.recipe["global_scale"], Draws(generator, x.device, self.num_global, shard))
         if self.num_local:
-            views += self._views(x, self.num_local, self.local_size, self.recipe["local_scale"], generator)
+            views += self._views(x, self.num_local, self.local_size, self.recipe["local_scale"], Draws(generator, x.device, self.num_local, shard))
         return views
-
-    # -- random draws ------------------------------------------------------------------
-
-    @staticmethod
-    def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
-        return torch.rand(n, generator=g, device=device).mul_(hi - lo).add_(lo)
-
-    @staticmethod
-    def _coin(n: int, p: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
-        return torch.rand(n, generator=g, device=device) < p
 
     # -- pipeline ----------------------------------------------------------------------
 
-    def _views(self, x: torch.Tensor, count: int, size: int, scale: tuple[float, float], g: torch.Generator) -> list[torch.Tensor]:
+    def _views(self, x: torch.Tensor, count: int, size: int, scale: tuple[float, float], g: Draws) -> list[torch.Tensor]:
         """``count`` views of every image at ``size``, as one (count·N)-sample batch, view-major."""
         n, c = x.shape[:2]
         r = self.recipe
@@ -263,7 +289,7 @@ class Augmenter:
         out = _normalise_(out.clamp_(0.0, 1.0), self.mean, self.std)
         return list(out.view(count, n, c, size, size).unbind(0))
 
-    def crop_boxes(self, b: int, height: int, width: int, scale: tuple[float, float], g: torch.Generator,
+    def crop_boxes(self, b: int, height: int, width: int, scale: tuple[float, float], g: "Draws | torch.Generator",
                    device: torch.device) -> torch.Tensor:
         """RandomResizedCrop boxes, B×4 ``(x0, y0, w, h)`` in (sub-)pixels, vectorised.
 
@@ -273,9 +299,11 @@ class Augmenter:
         ratio clamped into range. Unlike torchvision the box is not rounded to whole pixels:
         grid_sample resamples sub-pixel boxes anyway.
         """
+        if isinstance(g, torch.Generator):
+            g = Draws(g, device)
         lo_r, hi_r = self.recipe["ratio"]
-        area = self._uniform(b * CROP_TRIES, *scale, g, device).view(b, CROP_TRIES) * (height * width)
-        log_ratio = self._uniform(b * CROP_TRIES, math.log(lo_r), math.log(hi_r), g, device).view(b, CROP_TRIES)
+        area = g.uniform(b, *scale, per_sample=CROP_TRIES) * (height * width)
+        log_ratio = g.uniform(b, math.log(lo_r), math.log(hi_r), per_sample=CROP_TRIES)
         ratio = log_ratio.exp()
         w = (area * ratio).sqrt()
         h = (area / ratio).sqrt()
@@ -295,13 +323,13 @@ class Augmenter:
         ok = fits.any(dim=1)
         w = torch.where(ok, w, torch.full_like(w, fw))
         h = torch.where(ok, h, torch.full_like(h, fh))
-        x0 = torch.rand(b, generator=g, device=device) * (width - w)
-        y0 = torch.rand(b, generator=g, device=device) * (height - h)
+        x0 = g.uniform(b, 0.0, 1.0) * (width - w)
+        y0 = g.uniform(b, 0.0, 1.0) * (height - h)
         x0 = torch.where(ok, x0, (width - w) / 2)
         y0 = torch.where(ok, y0, (height - h) / 2)
         return torch.stack([x0, y0, w, h], dim=1)
 
-    def _geometry(self, x: torch.Tensor, size: int, scale: tuple[float, float], g: torch.Generator) -> torch.Tensor:
+    def _geometry(self, x: torch.Tensor, size: int, scale: tuple[float, float], g: Draws) -> torch.Tensor:
         """Crop + flip + rotation + translation as one affine per sample, one grid_sample to size×size.
 
         The composed transform, read as the image would be processed: rotate by θ about the
@@ -317,11 +345,11 @@ class Augmenter:
         b, c, height, width = x.shape
         device, r = x.device, self.recipe
         box = self.crop_boxes(b, height, width, scale, g, device)
-        flip = self._coin(b, r["hflip"], g, device) if r["hflip"] > 0 else None
-        angle = self._uniform(b, -r["rotate"], r["rotate"], g, device).deg2rad_() if r["rotate"] > 0 else None
+        flip = g.coin(b, r["hflip"]) if r["hflip"] > 0 else None
+        angle = g.uniform(b, -r["rotate"], r["rotate"]).deg2rad_() if r["rotate"] > 0 else None
         shift = None
         if r["translate"] > 0:
-            shift = self._uniform(2 * b, -r["translate"], r["translate"], g, device).view(b, 2)
+            shift = g.uniform(b, -r["translate"], r["translate"], per_sample=2)
             shift = shift * torch.tensor([width, height], device=device, dtype=shift.dtype)
         theta = affine_theta(box, height, width, flip=flip, angle=angle, shift=shift)
         grid = affine_grid(theta, size)
@@ -335,7 +363,7 @@ class Augmenter:
             out = out.mul_(inside)
         return out
 
-    def _colour(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _colour(self, x: torch.Tensor, g: Draws) -> torch.Tensor:
         """ColorJitter with probability ``jitter``, then RandomGrayscale with probability ``grayscale``.
 
         MoCo v2: jitter p 0.8 with brightness/contrast/saturation 0.4 and hue 0.1, grayscale p 0.2;
@@ -360,10 +388,10 @@ class Augmenter:
         eye = torch.eye(c, device=device, dtype=x.dtype).expand(b, c, c)
         matrix, offset = eye, None
         if r["jitter"] > 0:
-            apply = self._coin(b, r["jitter"], g, device)
+            apply = g.coin(b, r["jitter"])
 
             def factors(strength: float) -> torch.Tensor:
-                f = self._uniform(b, max(0.0, 1 - strength), 1 + strength, g, device)
+                f = g.uniform(b, max(0.0, 1 - strength), 1 + strength)
                 return torch.where(apply, f, torch.ones_like(f))
 
             if r["brightness"] > 0:
@@ -377,7 +405,7 @@ class Augmenter:
             if self.colour and (r["saturation"] > 0 or r["hue"] > 0):
                 sat = factors(r["saturation"]) if r["saturation"] > 0 else torch.ones(b, device=device, dtype=x.dtype)
                 if r["hue"] > 0:
-                    turn = self._uniform(b, -r["hue"], r["hue"], g, device)
+                    turn = g.uniform(b, -r["hue"], r["hue"])
                     # −2π·turn: YIQ's chroma angle runs against HSV's hue, and torchvision
                     # shifts the HSV hue (red → yellow for positive shifts).
                     angle = torch.where(apply, turn, torch.zeros_like(turn)) * (-2 * math.pi)
@@ -387,7 +415,7 @@ class Augmenter:
                 chroma = torch.where(apply.view(b, 1, 1), chroma, eye)  # exact identity when not jittered
                 matrix = chroma @ matrix
         if self.colour and r["grayscale"] > 0:
-            gray = self._coin(b, r["grayscale"], g, device)
+            gray = g.coin(b, r["grayscale"])
             to_gray = _luma_weights(3, x).view(1, 3).expand(3, 3)  # each output channel = the luma
             matrix = torch.where(gray.view(b, 1, 1), to_gray @ matrix, matrix)
             # The contrast offset is a grey (equal in R, G, B) and grey stays grey: no change.
@@ -396,7 +424,7 @@ class Augmenter:
             out = out.add_(offset)  # (baddbmm would first copy the broadcast offset into a full tensor)
         return out.view_as(x).clamp_(0.0, 1.0)
 
-    def _blur(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _blur(self, x: torch.Tensor, g: Draws) -> torch.Tensor:
         """Gaussian blur with probability ``blur``, σ uniform in ``blur_sigma`` pixels of the view.
 
         MoCo v2 and SwAV: p 0.5, σ ∈ [0.1, 2]. Separable, with a kernel per sample of radius
@@ -405,8 +433,8 @@ class Augmenter:
         """
         b, c, height, width = x.shape
         device, r = x.device, self.recipe
-        apply = self._coin(b, r["blur"], g, device)
-        sigma = self._uniform(b, *r["blur_sigma"], g, device)
+        apply = g.coin(b, r["blur"])
+        sigma = g.uniform(b, *r["blur_sigma"])
         chosen = apply.nonzero().squeeze(1)
         if chosen.numel() == 0:
             return x
@@ -455,10 +483,10 @@ class Augmenter:
             self._folds[key] = cached
         return cached
 
-    def _solarize(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _solarize(self, x: torch.Tensor, g: Draws) -> torch.Tensor:
         """Solarize with probability ``solarize`` (BYOL, DINO): pixels ≥ threshold become 1 − pixel."""
         b = x.shape[0]
-        apply = self._coin(b, self.recipe["solarize"], g, x.device)
+        apply = g.coin(b, self.recipe["solarize"])
         threshold = torch.full((b,), float(self.recipe["solarize_threshold"]), device=x.device, dtype=x.dtype)
         threshold = torch.where(apply, threshold, torch.full_like(threshold, math.inf)).view(b, 1, 1, 1)
         return torch.where(x >= threshold, 1.0 - x, x)

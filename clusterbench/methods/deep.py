@@ -87,6 +87,8 @@ class DeepMethod(Method):
     #: batch rows an image brings per epoch: an epoch holds ``N·rows_per_image // batch_size``
     #: steps (SCAN: 2, an anchor and one of its neighbours)
     rows_per_image: int = 1
+    #: some trainable parameters get no gradient in some steps: DDP must look for them each step
+    unused_parameters: bool = False
 
     def __init__(self, num_clusters: Optional[int] = None, kmeans_restarts: int = 3) -> None:
         super().__init__(num_clusters)
