@@ -254,7 +254,7 @@ def no_decoding(*args, **kwargs):
 def test_cached_load_decodes_nothing(labelled, monkeypatch):
     first = load_folder(str(labelled), image_size=4)
     cache = labelled / CACHE_DIR / "folder_4_crop_auto.npz"
-    assert [p.name for p in cache.parent.iterdir()] == [cache.name]  # no temporary file left
+    assert sorted(p.suffix for p in cache.parent.iterdir()) == [".npy", ".npz"]  # no temporary file left
     monkeypatch.setattr(images, "decode_image", no_decoding)
     monkeypatch.setattr(images.Image, "open", no_decoding)
     second = load_folder(str(labelled), image_size=4)
@@ -275,6 +275,70 @@ def test_cache_follows_added_changed_and_removed_files(labelled):
     assert data.images[-1, 1].max() == 0 and load_folder(str(labelled)).images[-1, 1].min() == 255
     path.unlink()
     assert load_folder(str(labelled)).names == ["cat/a.png", "cat/sub/b.PNG", "dog/c.png"]
+
+
+def cache_files(root: Path, name: str = "folder_native_auto") -> tuple[Path, list[Path]]:
+    """The cache's small ``.npz`` and its images' ``.npy`` files under ``root``."""
+    return root / CACHE_DIR / f"{name}.npz", sorted((root / CACHE_DIR).glob(f"{name}.*.npy"))
+
+
+def test_cached_images_are_memory_mapped_with_identical_pixels(labelled, monkeypatch):
+    fresh = load_folder(str(labelled))
+    meta, (array,) = cache_files(labelled)
+    with np.load(meta) as small:
+        assert "images" not in small.files  # the pixels live in the .npy alone
+    monkeypatch.setattr(images, "decode_image", no_decoding)
+    files = find_image_files(labelled)
+    decoded = images.load_images(labelled, files[:3], DecodeOptions(), "folder_native_auto", "folder", False)
+    assert isinstance(decoded.images, np.memmap) and Path(decoded.images.filename) == array
+    assert decoded.images.flags.writeable  # copy-on-write: torch takes it without a read-only warning
+    cached = load_folder(str(labelled))
+    assert torch.equal(cached.images, fresh.images) and cached.names == fresh.names
+    cached.images[0] = 7  # a write stays in this process
+    assert torch.equal(load_folder(str(labelled)).images, fresh.images)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "garble"])
+def test_a_damaged_image_array_is_rebuilt(labelled, caplog, damage):
+    fresh = load_folder(str(labelled))
+    _, (array,) = cache_files(labelled)
+    if damage == "truncate":
+        array.write_bytes(array.read_bytes()[:-10])
+    elif damage == "delete":
+        array.unlink()
+    else:
+        array.write_bytes(b"not an array")
+    with caplog.at_level(logging.WARNING):
+        again = load_folder(str(labelled))
+    assert "decoding again" in caplog.text and torch.equal(again.images, fresh.images)
+    _, (rebuilt,) = cache_files(labelled)
+    assert np.array_equal(np.load(rebuilt), fresh.images.numpy())  # written anew
+
+
+def test_an_old_one_file_cache_is_read_and_rewritten(labelled, monkeypatch):
+    fresh = load_folder(str(labelled))
+    meta, (array,) = cache_files(labelled)
+    with np.load(meta) as small:
+        old = {key: small[key] for key in small.files}
+    np.savez(meta, images=np.load(array), **old)  # the layout before the .npy: the images inside the .npz
+    array.unlink()
+    monkeypatch.setattr(images, "decode_image", no_decoding)
+    monkeypatch.setattr(images.Image, "open", no_decoding)
+    assert torch.equal(load_folder(str(labelled)).images, fresh.images)  # read, not decoded
+    _, arrays = cache_files(labelled)
+    with np.load(meta) as small:
+        assert arrays == [array] and "images" not in small.files  # and rewritten to be mapped next time
+
+
+def test_a_rebuild_removes_the_old_image_array(labelled):
+    load_folder(str(labelled))
+    _, (before,) = cache_files(labelled)
+    mapped = load_folder(str(labelled))  # maps ``before``
+    save(labelled / "dog" / "d.png", RED)
+    assert len(load_folder(str(labelled))) == 4
+    _, after = cache_files(labelled)
+    assert after != [before] and len(after) == 1
+    assert len(mapped.images) == 3 and int(mapped.images[2, 2].max()) == 255  # a removed file stays readable where mapped
 
 
 def test_read_only_root_warns_and_loads_without_cache(labelled, monkeypatch, caplog):

@@ -2,7 +2,8 @@
 
 The one decoder behind ``dataset=folder`` and ImageNet-Dog. Decoding thousands of JPEGs costs
 seconds to minutes, so the decoded array is cached under the root in
-``.clusterbench_cache/<dataset>_<size>_<resize>_<channels>.npz``, keyed by a hash of the file
+``.clusterbench_cache/<dataset>_<size>_<resize>_<channels>.npz`` (the key, names and bad files)
+and ``<same>.<key>.npy`` (the images, memory-mapped when loaded), keyed by a hash of the file
 list (relative paths, sizes, modification times) and the decoding options: adding, changing or
 removing an image rebuilds it, and a cached load reads no image at all.
 
@@ -28,7 +29,7 @@ import zipfile
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import IO, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -368,51 +369,82 @@ def cache_key(files: Sequence[ImageFile], options: DecodeOptions) -> str:
     return digest.hexdigest()
 
 
-def read_cache(path: Path, key: str, files: Sequence[ImageFile], dataset: str) -> Optional[Decoded]:
-    """The cached decode if the cache exists and was built from the same files and options."""
+def images_path(meta: Path, key: str) -> Path:
+    """The ``.npy`` of the decoded images beside the cache's ``.npz``: named by the key, so a
+    file of that name only ever holds that decode, and a rebuild for other files never
+    rewrites an array another run may still have mapped."""
+    return meta.with_name(f"{meta.stem}.{key[:16]}.npy")
+
+
+def read_cache(path: Path, key: str, files: Sequence[ImageFile], dataset: str) -> tuple[Optional[Decoded], bool]:
+    """The cached decode if the cache exists and was built from the same files and options,
+    and whether it is in the old one-file layout (to be rewritten).
+
+    The images are memory-mapped (copy-on-write: they read as any array, and a write stays in
+    this process), so a dataset larger than RAM is paged in as it is used, not read up front.
+    An old cache (the images inside the ``.npz``) is read whole, once.
+    """
     if not path.is_file():
-        return None
+        return None, False
     try:
         with np.load(path, allow_pickle=False) as cache:
             if str(cache["key"]) != key:
                 log.info("%s: the image files changed since %s was written; decoding again", dataset, path)
-                return None
-            images, kept, names = cache["images"], cache["kept"], cache["names"].tolist()
+                return None, False
+            old = "images" in cache.files
+            kept, names = cache["kept"], cache["names"].tolist()
             bad = [tuple(pair) for pair in cache["bad"].tolist()]
+            images = cache["images"] if old else np.load(images_path(path, key), mmap_mode="c", allow_pickle=False)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as ex:
         log.warning("%s: ignoring unreadable cache %s (%s); decoding again", dataset, path, first_line(ex))
-        return None
+        return None, False
     if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(kept) or names != [files[i].name for i in kept]:
         log.warning("%s: ignoring inconsistent cache %s; decoding again", dataset, path)
-        return None
-    return Decoded(images, kept.astype(np.int64), bad)
+        return None, False
+    return Decoded(images, kept.astype(np.int64), bad), old
+
+
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """``write`` into a temporary file in ``path``'s folder, then rename it over ``path``: an
+    interrupted run or a concurrent reader never sees half a file."""
+    tmp = None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem + ".", suffix=".tmp", delete=False) as f:
+            tmp = f.name
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_cache(path: Path, key: str, decoded: Decoded, files: Sequence[ImageFile], dataset: str) -> None:
-    """Write the cache atomically (a temporary file in the same folder, then a rename), so an
-    interrupted run or a concurrent reader never sees half a file. A read-only root just
-    means no cache. Uncompressed: loading must be fast, and JPEG pixels hardly compress."""
-    tmp = None
+    """Write the cache: the images as a plain ``.npy`` (``images_path``: what ``np.load`` can
+    map), then the small ``.npz`` at ``path`` holding the key, the kept files' names and the
+    bad files. Each is written atomically and the ``.npz`` last, so a reader that finds the
+    key finds its images; arrays of older keys are removed after. A read-only root just means
+    no cache. Uncompressed: loading must be fast, and JPEG pixels hardly compress."""
+    images = images_path(path, key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem + ".", suffix=".tmp", delete=False) as f:
-            tmp = f.name
-            np.savez(
-                f,
-                images=decoded.images,
-                kept=decoded.kept,
-                names=np.asarray([files[i].name for i in decoded.kept], dtype=str),
-                bad=np.asarray(decoded.bad, dtype=str).reshape(-1, 2),
-                key=np.asarray(key),
-            )
-        os.replace(tmp, path)
+        _write_atomic(images, lambda f: np.save(f, decoded.images, allow_pickle=False))
+        _write_atomic(path, lambda f: np.savez(
+            f,
+            kept=decoded.kept,
+            names=np.asarray([files[i].name for i in decoded.kept], dtype=str),
+            bad=np.asarray(decoded.bad, dtype=str).reshape(-1, 2),
+            key=np.asarray(key),
+        ))
     except OSError as ex:
         log.warning("%s: cannot write the cache %s (%s); images will be decoded again next time", dataset, path, first_line(ex))
-        if tmp is not None:
+        return
+    for stale in path.parent.glob(f"{path.stem}.*.npy"):
+        if stale != images:
             try:
-                os.unlink(tmp)
+                stale.unlink()  # a run that mapped it keeps its pages until it ends
             except OSError:
-                pass
+                pass  # gone already, or mapped on a system that cannot remove it: the next rebuild tries again
 
 
 def check_bad(decoded: Decoded, root: Path, skip_bad: bool, dataset: str) -> None:
@@ -440,13 +472,18 @@ def check_bad(decoded: Decoded, root: Path, skip_bad: bool, dataset: str) -> Non
 
 def load_images(root: Path, files: Sequence[ImageFile], options: DecodeOptions, cache_name: str, dataset: str, skip_bad: bool) -> Decoded:
     """The decoded ``files`` (named relative to ``root``), from the cache
-    ``<root>/.clusterbench_cache/<cache_name>.npz`` when it matches, else decoded and cached.
+    ``<root>/.clusterbench_cache/<cache_name>.npz`` (and its images' ``.npy``) when it matches,
+    else decoded and cached.
 
     The cache holds the bad files' names too, so a cached load reports them as a fresh one does.
+    A cache in the old one-file layout is read and rewritten in the mappable one.
     """
     key = cache_key(files, options)
     cache = root / CACHE_DIR / f"{cache_name}.npz"
-    decoded = read_cache(cache, key, files, dataset)
+    decoded, old = read_cache(cache, key, files, dataset)
+    if old and decoded is not None:
+        log.info("%s: rewriting %s so that its images can be memory-mapped", dataset, cache)
+        write_cache(cache, key, decoded, files, dataset)
     if decoded is None:
         log.info("%s: decoding %d images under %s (once; cached in %s)", dataset, len(files), root, cache)
         decoded = decode_files(files, options, desc=f"decoding {dataset}")
