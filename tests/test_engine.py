@@ -115,6 +115,16 @@ def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint
     assert state["epoch"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
 
 
+def test_the_sync_free_guard_names_the_first_bad_step_when_it_reads_the_flag_later(tmp_path):
+    # 10 steps an epoch, the flag read every 4: the NaN at global step 15 (epoch 2, step 5) is
+    # seen at step 8, and named as step 5; nothing after it reached a checkpoint
+    data = load_synthetic(num_samples=120, num_classes=3)
+    with pytest.raises(TrainingError, match=r"epoch 2, step 5 \(global step 15\)"):
+        train(NaNAfter(bad_step=14), data, _context(tmp_path, epochs=5, batch_size=12, sync_every=4))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1 and state["step"] == 10 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
 def test_the_cli_reports_a_nan_loss_in_one_line(run_cli):
     r = run_cli(*TINY, "trainer.epochs=2", "trainer.lr=1e30")
     assert r.code == 2
