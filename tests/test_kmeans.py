@@ -9,7 +9,7 @@ from sklearn.cluster import KMeans as SKKMeans
 from sklearn.datasets import make_blobs
 
 from clusterbench.cluster import assign, gmm, kmeans
-from clusterbench.cluster.kmeans import split_empty_clusters
+from clusterbench.cluster.kmeans import split_empty_clusters, squared_norms
 from clusterbench.metrics import evaluate
 
 
@@ -57,6 +57,31 @@ def test_same_seed_same_result_and_restarts_keep_the_best(blobs):
     many = kmeans(x, 6, backend="torch", seed=0, restarts=8, init="random")
     assert many.inertia <= one.inertia + 1e-3
     assert len({round(kmeans(x, 6, backend="torch", seed=s, init="random").inertia, 1) for s in range(8)}) > 1  # seeds differ
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+def test_a_sample_bound_above_n_changes_nothing(blobs, backend):
+    x, _ = blobs  # 1,200 points, K = 6: 200 per centroid
+    a = kmeans(x, 6, backend=backend, restarts=2, seed=1)
+    b = kmeans(x, 6, backend=backend, restarts=2, seed=1, max_points_per_centroid=200)
+    assert torch.equal(a.assignments, b.assignments) and torch.equal(a.centroids, b.centroids) and a.inertia == b.inertia
+
+
+def test_a_sample_bound_below_n_fits_on_a_sample_and_assigns_everything(blobs):
+    x, y = blobs
+    runs = {backend: kmeans(x, 6, backend=backend, seed=2, max_points_per_centroid=20) for backend in ("faiss", "torch")}
+    for r in runs.values():
+        assert r.assignments.shape == (len(x),) and evaluate(y, r.assignments)["ari"] > 0.99
+    assert evaluate(runs["faiss"].assignments, runs["torch"].assignments)["ari"] == 1.0  # the same rows drawn for both
+    again = kmeans(x, 6, backend="torch", seed=2, max_points_per_centroid=20)
+    assert torch.equal(again.assignments, runs["torch"].assignments)
+    assert not torch.equal(kmeans(x, 6, backend="torch", seed=2, max_points_per_centroid=20, niter=1).centroids,
+                           kmeans(x, 6, backend="torch", seed=2, niter=1).centroids)  # a sample really was drawn
+
+
+def test_squared_norms_match_the_one_shot_sum_bit_for_bit():
+    x = torch.rand(3000, 2000)  # several blocks of rows
+    assert torch.equal(squared_norms(x), (x * x).sum(1))
 
 
 def test_assign_is_the_nearest_centroid():
