@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -49,13 +49,15 @@ def bare_step_throughput(
     *,
     warmup: int = 2,
     lr: float = 0.01,
+    autocast: Optional[torch.dtype] = None,
 ) -> float:
     """Images per second of ``steps`` timed training steps (forward, backward, SGD) on ``model``.
 
     ``batch_shape`` is N×C×H×W. ``channels_last`` converts the model (in place) and the input to
     that memory format. ``warmup`` untimed steps come first: oneDNN builds its kernels and
     torch.compile compiles on the first calls. The model is trained on random data in place,
-    so pass a throw-away copy. ``model`` may be a torch.compile'd module.
+    so pass a throw-away copy. ``model`` may be a torch.compile'd module. ``autocast``: the
+    forward in that dtype (bf16, fp16), as the engine's ``trainer.precision`` runs it.
     """
     if steps < 1 or len(batch_shape) != 4:
         raise ValueError(f"need steps ≥ 1 and an N×C×H×W batch shape, got steps={steps}, batch_shape={tuple(batch_shape)}")
@@ -68,7 +70,9 @@ def bare_step_throughput(
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        _loss(model(x)).backward()
+        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            out = model(x)
+        _loss(out).backward()
         opt.step()
 
     for _ in range(warmup):

@@ -41,10 +41,12 @@ def composed(overrides: list[str]):  # noqa: ANN201 — a DictConfig
         return compose(config_name="config", overrides=overrides)
 
 
-def moco_throughput(overrides: list[str], shape: tuple[int, int, int], batch: int, steps: int, channels_last: bool) -> tuple[float, dict[str, float]]:
-    """Images/s of MoCo's steps in the real engine (one untimed warm-up epoch first), and phase seconds per step."""
+def moco_throughput(overrides: list[str], shape: tuple[int, int, int], batch: int, steps: int, channels_last: bool,
+                    device: torch.device = torch.device("cpu"), precision: str = "fp32") -> tuple[float, dict[str, float]]:
+    """Images/s of MoCo's steps in the real engine (one untimed warm-up epoch first), and phase seconds per step
+    (host seconds: on a GPU the step's phases are kernel launches, not their run time)."""
     cfg = composed([*overrides, f"trainer.batch_size={batch}", "trainer.epochs=2", "trainer.eval_every=0",
-                    "trainer.checkpoint_every=0", f"trainer.channels_last={channels_last}"])
+                    "trainer.checkpoint_every=0", f"trainer.channels_last={channels_last}", f"trainer.precision={precision}"])
     n = batch * steps
     gen = torch.Generator().manual_seed(0)
     data = ImageDataset("random", torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=gen), torch.arange(n) % 10,
@@ -52,7 +54,7 @@ def moco_throughput(overrides: list[str], shape: tuple[int, int, int], batch: in
     method = instantiate(cfg.method)
     backbone = instantiate(cfg.backbone, in_channels=shape[0], image_size=shape[1])
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = RunContext(torch.device("cpu"), 0, backbone, Path(tmp), progress=False, trainer=cfg.trainer, augment=cfg.augment)
+        ctx = RunContext(device, 0, backbone, Path(tmp), progress=False, trainer=cfg.trainer, augment=cfg.augment)
         prediction = train(method, data, ctx)
         history = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     t = prediction.timings  # both epochs: the phase split, not the throughput
