@@ -51,6 +51,12 @@ class GradSync(str, Enum):
     flat = "flat"  # one flattened all-reduce after the backward (the older path, for comparison)
 
 
+class Placement(str, Enum):
+    auto = "auto"  # on the device when the images fit with room to spare, else host
+    device = "device"
+    host = "host"  # pinned staging, each batch copied one step ahead
+
+
 class Schedule(str, Enum):
     cosine = "cosine"  # linear warm-up, then cosine decay to min_lr
     constant = "constant"  # linear warm-up, then lr
@@ -512,6 +518,13 @@ BACKBONE_SCHEMAS: dict[str, type] = {"base": BackboneConfig, "convnet": ConvNetC
 
 
 @dataclass
+class DataConfig:
+    """How the deep methods' training loop holds the images (clusterbench.data.placement)."""
+
+    placement: Placement = Placement.auto
+
+
+@dataclass
 class RunConfig:
     method: Any = MISSING
     dataset: Any = MISSING
@@ -537,6 +550,7 @@ class RunConfig:
     recipe_augment: Any = None
     recipe_backbone: Any = None
     eval: EvalConfig = field(default_factory=EvalConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     logger: Any = None  # the experiment tracker (conf/logger/: none | tensorboard | mlflow | wandb)
     store: Optional[str] = None  # SQLite results store this run is appended to
     night: Optional[str] = None  # the nightly batch label; null: today's UTC date

@@ -2,7 +2,8 @@
 
 Read top to bottom, a run is:
 
-1. The training images go to the device once, as uint8; views are made there in batches.
+1. The training images go to the device once, as uint8 (or, past its memory, stay on the host
+   with each batch copied ahead: ``data.placement``); views are made on the device in batches.
 2. The method builds its networks around the backbone; the optimiser is built over them.
 3. With ``resume=true`` and a checkpoint in the run folder, everything is restored from it.
 4. Each epoch: the method's epoch-start hook (its E-step), then steps of
@@ -39,6 +40,7 @@ from clusterbench import distributed as D
 from clusterbench.data.augment import Augmenter, standardize
 from clusterbench.eta import RunEstimate
 from clusterbench.data.dataset import ImageDataset
+from clusterbench.data.placement import ImageStore
 from clusterbench.errors import ClusterbenchError, ConfigError
 from clusterbench.health import HealthMonitor
 from clusterbench.io import atomic_write_bytes
@@ -129,10 +131,12 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         raise ConfigError("hardware.sync_bn", "SyncBatchNorm runs on GPUs only; set hardware.sync_bn=false on the CPU")
     k = method.clusters_for(data)
 
-    # 1. data on the device, views made there
-    images = data.train_images().to(device)  # N×C×H×W uint8
-    n, c, h, w = images.shape
-    mean, std = channel_stats(images)
+    # 1. data on the device (or on the host, each batch copied ahead), views made on the device
+    store = ImageStore(data.train_images(), device, ctx.placement)  # N×C×H×W uint8
+    n, c, h, w = store.shape
+    mean, std = channel_stats(store.images)
+    if store.placement == "host":
+        log.info("data.placement: the %d training images stay in host memory; each batch is copied to %s one step ahead", n, device)
     augment = Augmenter(ctx.augment, image_size=h, channels=c, mean=mean, std=std)
     if method.augmented and method.views_needed is not None and augment.num_views < method.views_needed:
         raise ConfigError("augment", f"{method.name} needs {method.views_needed} views per image but augment={ctx.augment.name} makes {augment.num_views}")
@@ -227,7 +231,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
 
     def embed_all(fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         with eval_mode(model):  # E-steps and evaluation see BatchNorm's running statistics
-            return embed_dataset(fn, images, mean, std, cfg.embed_batch_size, dist, cfg.channels_last)
+            return embed_dataset(fn, store.images, mean, std, cfg.embed_batch_size, dist, cfg.channels_last, device=device)
 
     labels = data.label_array()
 
@@ -282,7 +286,14 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         estep_s = time.perf_counter() - t_epoch
         estimate.epoch_started(estep_s)
         last_estep_s = estep_s
-        order = method.sample_order(n, steps_per_epoch * cfg.batch_size, order_gen).to(device)  # the batches' rows, on the device
+        order = method.sample_order(n, steps_per_epoch * cfg.batch_size, order_gen)  # the epoch's rows, every rank's batches
+        order_on_device = order.to(device)  # the steps' indices never come from the host
+        first = dist.rank * per_rank
+
+        def rows_of(i: int, where: torch.Tensor = order_on_device if store.placement == "device" else order) -> torch.Tensor:
+            return where[i * cfg.batch_size + first : i * cfg.batch_size + first + per_rank]
+
+        feed = store.feed(rows_of, steps_per_epoch)
         losses = torch.zeros((), device=device)
         logged: dict[str, torch.Tensor] = {}  # the step's other outputs, summed over the epoch
         watch = FiniteWatch(device, step)
@@ -292,9 +303,9 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
             lr = learning_rate(max((step + 1) / total_steps, clock.fraction()), cfg.lr, warmup, cfg.schedule, cfg.min_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            rows = order[i * cfg.batch_size + dist.rank * per_rank : i * cfg.batch_size + (dist.rank + 1) * per_rank]
+            rows = rows_of(i, order_on_device)
             with timer("augment"):
-                x = images[rows]
+                x = feed.get(i)
                 views = augment(x, view_gen, shard) if method.augmented else [standardize(x, mean, std)]
                 plain = standardize(x, mean, std) if method.plain_view else None
                 if cfg.channels_last:
@@ -447,15 +458,19 @@ def embed_dataset(
     dist: D.DistInfo,
     channels_last: bool = False,
     progress: bool = False,
+    device: Optional[torch.device] = None,
 ) -> torch.Tensor:
     """``fn`` of every standardised image, in order. Under DDP each rank embeds an equal shard
-    (the last padded by repetition) and the shards are gathered."""
+    (the last padded by repetition) and the shards are gathered. ``images`` may live on the host
+    (``data.placement=host``): each chunk goes to ``device`` as uint8, so no float copy of the
+    whole set is ever made."""
+    device = device or images.device
     n = len(images)
     shard = math.ceil(n / dist.world_size)
     rows = torch.arange(dist.rank * shard, (dist.rank + 1) * shard, device=images.device).clamp_max(n - 1)
     parts = []
     for s in tqdm(range(0, shard, batch_size), desc="embedding", unit="batch", leave=False, disable=not (progress and dist.is_main)):
-        x = standardize(images[rows[s : s + batch_size]], mean, std)
+        x = standardize(images[rows[s : s + batch_size]].to(device, non_blocking=True), mean, std)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         parts.append(fn(x).float())

@@ -62,8 +62,8 @@ def assign_heldout(method: Any, ctx: RunContext, prediction: Prediction, data: I
     if isinstance(method, DeepMethod):
         mean, std = prediction.preprocess["mean"], prediction.preprocess["std"]
         with eval_mode(method.model):
-            features = embed_dataset(method.embed, data.images.to(ctx.device), mean, std, int(ctx.trainer.embed_batch_size), ctx.dist,
-                                     bool(ctx.trainer.channels_last))
+            features = embed_dataset(method.embed, data.images, mean, std, int(ctx.trainer.embed_batch_size), ctx.dist,
+                                     bool(ctx.trainer.channels_last), device=ctx.device)
             ids, confidence = method.assign(features, prediction.clusters)
     else:
         from clusterbench.cluster.state import assign as assign_clusters

@@ -177,8 +177,8 @@ def embed_images(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     with eval_mode(model):
-        features = embed_dataset(method.embed, images.to(device), state["mean"], state["std"], batch_size or int(run_cfg.trainer.embed_batch_size),
-                                 D.DistInfo(), channels_last, progress=progress)
+        features = embed_dataset(method.embed, images, state["mean"], state["std"], batch_size or int(run_cfg.trainer.embed_batch_size),
+                                 D.DistInfo(), channels_last, progress=progress, device=device)
     return method, features
 
 

@@ -179,6 +179,7 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
         resume=cfg.resume,
         sync_bn=cfg.hardware.sync_bn,
         grad_sync=str(getattr(cfg.hardware.grad_sync, "value", cfg.hardware.grad_sync)),
+        placement=str(getattr(cfg.data.placement, "value", cfg.data.placement)),
         dist=dist,
         cluster=stage,
         probes=probe_protocol(data, cfg.eval, cfg.seed) if isinstance(method, DeepMethod) else None,

@@ -39,6 +39,7 @@ class RunContext:
     resume: bool = False
     sync_bn: bool = False  # under DDP: convert BatchNorm layers to SyncBatchNorm
     grad_sync: str = "ddp"  # under DDP: how gradients are averaged (clusterbench.distributed.wrap_step)
+    placement: str = "auto"  # where the training images live (clusterbench.data.placement)
     dist: DistInfo = field(default_factory=DistInfo)
     cluster: Any = None  # the clustering stage after training (clusterbench.stages.Stage); None: the method's own read-out
     # A run trains in steps when its clustering stage trains too (SCAN): each step is one

@@ -50,10 +50,10 @@ def training_features(method: Any, data: Any, ctx: RunContext, pretext: Predicti
     images = data.train_images()
     if len(images) == len(features):
         return features
-    extra = images[len(features):].to(ctx.device)
+    extra = images[len(features):]  # chunks go to the device as they are embedded
     with eval_mode(method.model):
         rest = embed_dataset(method.embed, extra, pretext.preprocess["mean"], pretext.preprocess["std"], int(ctx.trainer.embed_batch_size),
-                             D.DistInfo(), bool(ctx.trainer.channels_last))
+                             D.DistInfo(), bool(ctx.trainer.channels_last), device=ctx.device)
     return torch.cat([features, rest.to(features.dtype)])
 
 
