@@ -468,13 +468,17 @@ def embed_dataset(
     n = len(images)
     shard = math.ceil(n / dist.world_size)
     rows = torch.arange(dist.rank * shard, (dist.rank + 1) * shard, device=images.device).clamp_max(n - 1)
-    parts = []
+    out: Optional[torch.Tensor] = None  # shard×D, allocated at the first batch: no list of parts and second copy
     for s in tqdm(range(0, shard, batch_size), desc="embedding", unit="batch", leave=False, disable=not (progress and dist.is_main)):
         x = standardize(images[rows[s : s + batch_size]].to(device, non_blocking=True), mean, std)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        parts.append(fn(x).float())
-    return D.all_gather(torch.cat(parts))[:n]
+        features = fn(x)  # B×D
+        if out is None:
+            out = torch.empty((shard, *features.shape[1:]), dtype=torch.float32, device=features.device)
+        out[s : s + len(features)] = features
+    assert out is not None  # shard ≥ 1: every rank embeds at least one image
+    return D.all_gather(out)[:n]
 
 
 def write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
