@@ -13,11 +13,13 @@ past the budget is skipped):
    forward + backward (+ SGD) in the same process, bf16 autocast and channels_last, for the MNIST
    ConvNet (1×28×28) and ResNet-18 (CIFAR stem, 3×32×32); augmentation's share of a step (the
    Augmenter alone on one batch, synchronised, against the step's time).
-4. ``kmeans``: 60,000 × 512 features, K = 10, 20 Lloyd iterations: the torch back-end on the
+4. ``placement``: ``data.placement=host`` (pinned staging, each batch copied one step ahead on a
+   side stream) against ``device``: the same losses, and its images/s.
+5. ``kmeans``: 60,000 × 512 features, K = 10, 20 Lloyd iterations: the torch back-end on the
    device and faiss-gpu when installed, against faiss and torch on the CPU.
-5. ``mnist_moco``: ``method=moco dataset=mnist trainer.max_minutes=3`` (needs MNIST under
+6. ``mnist_moco``: ``method=moco dataset=mnist trainer.max_minutes=3`` (needs MNIST under
    --root; its .gz files are enough, 11 MB) against the MNIST study's 96.9% in 5 minutes.
-6. ``cifar_epoch``: one epoch of MoCo's CIFAR-10 recipe (ResNet-18, batch 512, fp32) against
+7. ``cifar_epoch``: one epoch of MoCo's CIFAR-10 recipe (ResNet-18, batch 512, fp32) against
    the MoCo demo's ≈ 20 s per epoch (V100, fp32) and lightly's 26–34 s; real CIFAR-10 under
    --root, else 60,000 random images in its format (the timing does not depend on pixels).
 
@@ -133,19 +135,27 @@ def check_methods(ctx: "Context") -> dict[str, Any]:
 
 
 def check_compile(ctx: "Context") -> dict[str, Any]:
+    """MoCo eager, compiled, and (on a GPU) compiled with CUDA graphs (compile_mode=reduce_overhead):
+    ResNet-18 for the first two, the small strided net (launch-bound) eager and with graphs."""
     if ctx.tiny and not ctx.args.compile:
         return {"status": "skipped", "why": "--tiny (compiling takes minutes on a CPU; --compile runs it)"}
+    runs = [("resnet18 eager", "resnet18", False, "default"), ("resnet18 compiled", "resnet18", True, "default")]
+    if ctx.device.type == "cuda":
+        runs += [("strided eager", "strided", False, "default"), ("strided cuda graphs", "strided", True, "reduce_overhead")]
     out = {}
-    for compiled in (False, True):
-        run_dir = ctx.scratch / "compile" / str(compiled)
+    for name, backbone, compiled, mode in runs:
+        run_dir = ctx.scratch / "compile" / name.replace(" ", "_")
         code, err = cli(["method=moco", "dataset=synthetic", f"dataset.num_samples={4 * ctx.tiny_images}", "dataset.image_size=32",
-                         "dataset.channels=3", "augment=mocov2", "augment.blur=0", "backbone=resnet18", "trainer.batch_size=128",
-                         "trainer.epochs=3", "trainer.eval_every=0", f"trainer.compile={compiled}", *ctx.hardware, *TINY_METHOD["moco"],
-                         "plots.enabled=false", f"hydra.run.dir={run_dir}"])
+                         "dataset.channels=3", "augment=mocov2", "augment.blur=0", f"backbone={backbone}", "trainer.batch_size=128",
+                         "trainer.epochs=3", "trainer.eval_every=0", f"trainer.compile={compiled}", f"trainer.compile_mode={mode}",
+                         *ctx.hardware, *TINY_METHOD["moco"], "plots.enabled=false", f"hydra.run.dir={run_dir}"])
         if code != 0:
-            return {"status": "failed", "compile": compiled, "error": err.strip().splitlines()[-1] if err.strip() else f"exit {code}"}
-        out["compiled" if compiled else "eager"] = round(history(run_dir)[-1]["images_per_s"], 1)  # the last epoch: compiled by then
-    return {"status": "ok", "images_per_s": out, "speed-up": round(out["compiled"] / out["eager"], 2)}
+            return {"status": "failed", "run": name, "images_per_s": out, "error": err.strip().splitlines()[-1] if err.strip() else f"exit {code}"}
+        out[name] = round(history(run_dir)[-1]["images_per_s"], 1)  # the last epoch: compiled by then
+    result = {"status": "ok", "images_per_s": out, "compiled_over_eager": round(out["resnet18 compiled"] / out["resnet18 eager"], 2)}
+    if "strided cuda graphs" in out:
+        result["graphs_over_eager"] = round(out["strided cuda graphs"] / out["strided eager"], 2)
+    return result
 
 
 # --- 3. step efficiency and the augmentation's share -------------------------------------
@@ -190,6 +200,28 @@ def check_step_efficiency(ctx: "Context") -> dict[str, Any]:
         rows[name] = {"batch": batch, "precision": precision, "bare_img_s": round(bare), "moco_img_s": round(moco),
                       "moco_over_bare": round(moco / bare, 3), "augment_share": round(aug_s / step_s, 3)}
     return {"status": "ok", "cases": rows}
+
+
+# --- 3b. host placement: the copy-ahead feed ---------------------------------------------
+
+
+def check_placement(ctx: "Context") -> dict[str, Any]:
+    """MoCo (strided net, 32 px RGB) with the images on the device and on the host (pinned
+    staging, each batch copied a step ahead): the same losses, and the host path's speed."""
+    rates, losses = {}, {}
+    for placement in ("device", "host"):
+        run_dir = ctx.scratch / "placement" / placement
+        code, err = cli(["method=moco", "dataset=synthetic", f"dataset.num_samples={8 * ctx.tiny_images}", "dataset.image_size=32",
+                         "dataset.channels=3", "augment=mocov2", "augment.blur=0", "backbone=strided", "trainer.batch_size=256",
+                         "trainer.epochs=2", "trainer.eval_every=0", f"data.placement={placement}", *ctx.hardware, *TINY_METHOD["moco"],
+                         "plots.enabled=false", f"hydra.run.dir={run_dir}"])
+        if code != 0:
+            return {"status": "failed", "placement": placement, "error": err.strip().splitlines()[-1] if err.strip() else f"exit {code}"}
+        lines = history(run_dir)
+        rates[placement], losses[placement] = round(lines[-1]["images_per_s"]), [r["loss"] for r in lines]
+    same = losses["device"] == losses["host"]
+    return {"status": "ok" if same else "failed", "images_per_s": rates, "host_over_device": round(rates["host"] / rates["device"], 3),
+            "same_losses": same}
 
 
 # --- 4. k-means -----------------------------------------------------------------------
@@ -268,7 +300,7 @@ def check_cifar_epoch(ctx: "Context") -> dict[str, Any]:
 
 
 CHECKS: dict[str, Callable[["Context"], dict[str, Any]]] = {
-    "methods": check_methods, "compile": check_compile, "step_efficiency": check_step_efficiency,
+    "methods": check_methods, "compile": check_compile, "step_efficiency": check_step_efficiency, "placement": check_placement,
     "kmeans": check_kmeans, "mnist_moco": check_mnist_moco, "cifar_epoch": check_cifar_epoch,
 }
 

@@ -51,6 +51,12 @@ class GradSync(str, Enum):
     flat = "flat"  # one flattened all-reduce after the backward (the older path, for comparison)
 
 
+class CompileMode(str, Enum):
+    default = "default"
+    reduce_overhead = "reduce-overhead"  # CUDA graphs: for small nets whose GPU steps are launch-bound
+    max_autotune = "max-autotune"
+
+
 class Placement(str, Enum):
     auto = "auto"  # on the device when the images fit with room to spare, else host
     device = "device"
@@ -463,6 +469,7 @@ class TrainerConfig:
     grad_clip: Optional[float] = None  # max global gradient norm
     precision: Precision = Precision.fp32
     compile: bool = False  # torch.compile the model's sub-modules
+    compile_mode: CompileMode = CompileMode.default  # torch.compile's mode: reduce-overhead = CUDA graphs
     channels_last: bool = True
     embed_batch_size: int = 1024  # images per forward when embedding the dataset
     sync_every: int = 50  # steps between host reads of the loss and the NaN flag (and at each epoch's end)

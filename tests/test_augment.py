@@ -373,3 +373,14 @@ def test_misuse_is_a_value_error():
         aug(images(channels=1), gen())
     with pytest.raises(ValueError, match="mean and std"):
         Augmenter(recipe(), 16, 3, [0.5], [0.25])
+
+
+def test_blurring_every_sample_gives_the_views_of_blurring_the_drawn_ones():
+    # the GPU path (no nonzero(): no host sync) blurs the undrawn samples by an exact identity
+    cfg = load_recipe("mocov2")
+    x = torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8)
+    picked = Augmenter(cfg, 16, 3, [0.5] * 3, [0.25] * 3)
+    every = Augmenter(cfg, 16, 3, [0.5] * 3, [0.25] * 3)
+    picked.blur_every_sample, every.blur_every_sample = False, True
+    a, b = picked(x, torch.Generator().manual_seed(1)), every(x, torch.Generator().manual_seed(1))
+    assert all(torch.equal(u, v) for u, v in zip(a, b))

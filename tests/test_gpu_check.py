@@ -23,6 +23,7 @@ def test_the_gpu_check_runs_its_cpu_parts_at_tiny_size(tmp_path, monkeypatch):
     assert runs["moco/fp16"] == {"status": "skipped", "why": "fp16 autocast needs CUDA"}
     assert {"mnist convnet", "cifar resnet18"} == set(checks["step_efficiency"]["cases"])
     assert 0 < checks["step_efficiency"]["cases"]["mnist convnet"]["moco_over_bare"]
+    assert checks["placement"]["same_losses"] and checks["placement"]["images_per_s"]["host"] > 0
     assert set(checks["kmeans"]["fit_s"]) == {"faiss (cpu)", "torch (cpu)"}
     assert checks["cifar_epoch"]["data"] == "random images in CIFAR-10's format"
     assert "| methods | ok |" in (tmp_path / "gpu_check.md").read_text()

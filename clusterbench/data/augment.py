@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -247,6 +247,9 @@ class Augmenter:
         # Saturation, hue and grayscale mix colour channels: they mean nothing on 1 channel.
         self.colour = channels == 3
         self._folds: dict[tuple, torch.Tensor] = {}  # blur reflection matrices by (side, device, dtype)
+        # blur every sample (the undrawn ones by an exact identity) instead of picking the drawn
+        # ones with nonzero(), a host sync on a GPU; None: on CUDA devices only
+        self.blur_every_sample: Optional[bool] = None
 
     def __repr__(self) -> str:
         return (f"Augmenter({self.name!r}, {self.num_global}×{self.global_size}px"
@@ -428,26 +431,32 @@ class Augmenter:
         """Gaussian blur with probability ``blur``, σ uniform in ``blur_sigma`` pixels of the view.
 
         MoCo v2 and SwAV: p 0.5, σ ∈ [0.1, 2]. Separable, with a kernel per sample of radius
-        ⌈3 σ_max⌉, edges reflected as torchvision's GaussianBlur does. Only the samples drawn
-        for blurring are computed (``nonzero``: a device sync on CUDA, cheap beside the work).
+        ⌈3 σ_max⌉, edges reflected as torchvision's GaussianBlur does. On the CPU only the
+        samples drawn for blurring are computed; on a GPU every sample is, the others with a
+        one-tap kernel that copies them exactly (a 0/1 band matrix), because picking the drawn
+        ones (``nonzero``) would make the host wait for the device at every step.
         """
         b, c, height, width = x.shape
         device, r = x.device, self.recipe
         apply = g.coin(b, r["blur"])
         sigma = g.uniform(b, *r["blur_sigma"])
+        rad = self.blur_radius
+        d = torch.arange(-rad, rad + 1, device=device, dtype=x.dtype)
+        matmul = max(height, width) <= BLUR_MATMUL_MAX_SIDE or rad >= min(height, width)
+        every = self.blur_every_sample if self.blur_every_sample is not None else device.type == "cuda"
+        if every and matmul:
+            kernel = torch.exp(-(d.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
+            kernel = kernel / kernel.sum(dim=1, keepdim=True)
+            kernel = torch.where(apply.view(-1, 1), kernel, (d == 0).to(x.dtype).view(1, -1))  # the unchosen: identity
+            return self._blur_matmul(x, kernel)
         chosen = apply.nonzero().squeeze(1)
         if chosen.numel() == 0:
             return x
         sigma = sigma.index_select(0, chosen)
-        rad = self.blur_radius
-        d = torch.arange(-rad, rad + 1, device=device, dtype=x.dtype)
         kernel = torch.exp(-(d.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
         kernel = kernel / kernel.sum(dim=1, keepdim=True)
         sub = x.index_select(0, chosen)
-        if max(height, width) <= BLUR_MATMUL_MAX_SIDE or rad >= min(height, width):
-            sub = self._blur_matmul(sub, kernel)
-        else:
-            sub = _blur_conv(sub, kernel)
+        sub = self._blur_matmul(sub, kernel) if matmul else _blur_conv(sub, kernel)
         return x.index_copy_(0, chosen, sub)
 
     def _blur_matmul(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -83,6 +83,7 @@ class SCANClustering(DeepMethod):
 
     views_needed = 1
     rows_per_image = 2  # an anchor and one of its neighbours, side by side in the batch
+    unused_parameters = True  # the pretext method's own heads and key encoders get no gradient here
 
     def __init__(self, pretext: DeepMethod, neighbors: torch.Tensor, num_clusters: int, feature_dim: int, num_heads: int = 10,
                  entropy_weight: float = 5.0, select_entropy_weight: float = 1.0, update_head_only: bool = False) -> None:
@@ -147,6 +148,8 @@ class SelfLabel(DeepMethod):
 
     views_needed = 1
     plain_view = True  # the confident labels come from the un-augmented image
+
+    unused_parameters = True  # every pretext parameter is trainable, but only the embedding's get gradients
 
     def __init__(self, pretext: DeepMethod, head: nn.Linear, num_clusters: int, threshold: float = 0.99, class_balance: bool = True) -> None:
         super().__init__(num_clusters)
