@@ -170,6 +170,15 @@ def test_training_curves_with_partial_records(tmp_path):
     assert_png(P.plot_training_curves(history, tmp_path / "curves.png"))
 
 
+def test_training_curves_draw_the_probes_beside_the_clustering_metrics(tmp_path, monkeypatch):
+    figures = []
+    save = P._save
+    monkeypatch.setattr(P, "_save", lambda fig, path: (figures.append([ax.get_legend_handles_labels()[1] for ax in fig.axes]), save(fig, path))[1])
+    history = [{"epoch": 1, "loss": 2.0, "acc": 0.3, "knn_acc": 0.6}, {"epoch": 2, "loss": 1.0, "acc": 0.5, "knn_acc": 0.8, "linear_acc": 0.85}]
+    assert_png(P.plot_training_curves(history, tmp_path / "curves.png"))
+    assert figures[0][-1] == ["ACC", "kNN", "linear"]
+
+
 @pytest.mark.parametrize(
     "history",
     [[{"epoch": e, "loss": 1.0 / (e + 1)} for e in range(5)], [{"epoch": 1, "nmi": 0.3}, {"epoch": 2, "acc": 0.4}]],

@@ -66,6 +66,8 @@ def choose_embedding_map(requested: str, points: int, run_seconds: float) -> tup
 
 MIN_TSNE_POINTS = 10  # below this a neighbourhood map says nothing; fall back to PCA
 METRIC_NAMES = {"nmi": "NMI", "acc": "ACC", "ari": "ARI", "purity": "purity"}
+# the probes' accuracies (eval.knn, eval.linear), drawn dashed beside the clustering metrics
+PROBE_NAMES = {"knn_acc": "kNN", "linear_acc": "linear"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,7 +366,8 @@ def plot_confusion(
 
 
 def plot_training_curves(history: Sequence[Mapping[str, Any]], path: PathLike) -> Path:
-    """Loss (and learning rate, when logged) vs epoch on the left, NMI/ACC/ARI in % on the right.
+    """Loss (and learning rate, when logged) vs epoch on the left, NMI/ACC/ARI in % on the right
+    (with the kNN / linear probes' accuracies, dashed, when they ran).
 
     Records may hold any subset of epoch, loss, lr, nmi, acc, ari; a record without an
     epoch takes its 1-based position. A run in steps (a training stage such as SCAN tags its
@@ -384,13 +387,13 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: PathLike) -
         epoch = _number(rec.get("epoch"))
         x = offset + (epoch if epoch is not None else float(i + 1))
         last = max(last, x)
-        for key in ("loss", "lr", "nmi", "acc", "ari"):
+        for key in ("loss", "lr", "nmi", "acc", "ari", *PROBE_NAMES):
             v = _number(rec.get(key))
             if v is not None:
                 steps[step][key].append((x, v))
     if not steps:
         steps["training"] = defaultdict(list)
-    metric_keys = [k for k in ("nmi", "acc", "ari") if any(series[k] for series in steps.values())]
+    metric_keys = [k for k in ("nmi", "acc", "ari", *PROBE_NAMES) if any(series[k] for series in steps.values())]
     if not any(series["loss"] for series in steps.values()) and not metric_keys:
         raise ValueError("training history has no record with a loss or a metric (nmi, acc, ari)")
 
@@ -417,7 +420,9 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: PathLike) -
     for key in metric_keys:
         points = sorted(p for series in steps.values() for p in series[key])
         xs, ys = zip(*points)
-        ax_metric.plot(xs, [100.0 * v for v in ys], marker="." if len(xs) <= 50 else None, label=METRIC_NAMES[key])
+        probe = key in PROBE_NAMES
+        ax_metric.plot(xs, [100.0 * v for v in ys], marker="." if len(xs) <= 50 else None, label=PROBE_NAMES[key] if probe else METRIC_NAMES[key],
+                       linestyle="--" if probe else "-")
     if len(steps) > 1:  # where each step begins
         for step, series in list(steps.items())[1:]:
             start = min((x for values in series.values() for x, _ in values), default=None)
