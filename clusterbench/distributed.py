@@ -60,6 +60,8 @@ def init(distributed: bool, device: torch.device, backend: Optional[str] = None,
     ``timeout_minutes`` bounds every collective: a rank whose peers died or hang raises
     instead of waiting for ever (a dead peer's closed connection usually ends it at once)."""
     global _OWNED
+    if timeout_minutes <= 0:
+        raise ConfigError("hardware.timeout_minutes", f"{timeout_minutes} is not a timeout; use a positive number of minutes")
     if not distributed:
         return DistInfo()
     if not launched_by_torchrun():
@@ -68,8 +70,6 @@ def init(distributed: bool, device: torch.device, backend: Optional[str] = None,
             "needs one process per device started by torchrun: `torchrun --nproc_per_node=N -m clusterbench hardware=ddp ...`; "
             "use hardware=auto for one process",
         )
-    if timeout_minutes <= 0:
-        raise ConfigError("hardware.timeout_minutes", f"{timeout_minutes} is not a timeout; use a positive number of minutes")
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():  # a caller that set the group up (tests running many jobs in one group) keeps it
         dist.init_process_group(backend=backend or ("nccl" if device.type == "cuda" else "gloo"), rank=rank, world_size=world,
