@@ -153,3 +153,10 @@ def test_a_failing_rank_ends_the_others_with_an_error_not_a_hang(tmp_path):
     assert "error: rank 0: lost contact with the other ranks" in results[0].stderr, results[0].stderr[-3000:]
     assert not re.search(r'File ".*/clusterbench/', results[0].stderr), results[0].stderr[-3000:]
     assert not (tmp_path / "fails" / "metrics.json").exists()
+
+
+def test_impossible_ddp_settings_are_one_line_errors_on_one_process_too(run_cli):
+    for override, key in (("hardware.timeout_minutes=0", "hardware.timeout_minutes"), ("hardware.grad_sync=ring", "hardware.grad_sync"),
+                          ("trainer.sync_every=0", "trainer.sync_every")):
+        r = run_cli(*COMMON, *CASES["moco"], "hardware=cpu", override)
+        assert r.code == 2 and r.err.startswith(f"error: {key}") and r.err.count("\n") == 1, r.err
