@@ -200,7 +200,10 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         method.load_method_state(state["method"])
         ckpt.set_rng_states(state["rng"])
         order_gen.set_state(state["order_gen"])
-        view_gen.set_state(state["view_gen"].cpu())  # generator states are CPU bytes, CUDA ones too
+        views_state = state["view_gen"]
+        if isinstance(views_state, (list, tuple)):  # written before views were drawn for the global batch: one stream per rank
+            views_state = views_state[0]  # rank 0's is the one stream now (exactly so for a one-process run)
+        view_gen.set_state(views_state.cpu())  # generator states are CPU bytes, CUDA ones too
         start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
         clock.before_s = float(state["elapsed"])
         finished, stopped_early = bool(state.get("finished", False)), bool(state.get("stopped_early", False))

@@ -180,3 +180,22 @@ def test_trainer_errors_come_before_any_data_is_read(run_cli, tmp_path, override
 def test_a_deep_method_on_raw_pixels_is_a_one_line_error(run_cli):
     r = run_cli("method=moco", "dataset=synthetic", "backbone=pixels")
     assert r.code == 2 and r.err.startswith("error: backbone: pixels has nothing to train") and r.err.count("\n") == 1, r.err
+
+
+def test_a_checkpoint_with_per_rank_view_streams_still_resumes(tmp_path):
+    # checkpoints written before views were drawn for the global batch hold a list of streams
+    import shutil
+
+    data = load_synthetic(num_samples=120, num_classes=3)
+    train(NaNAfter(bad_step=10**9), data, _context(tmp_path / "new", epochs=2))
+    shutil.copytree(tmp_path / "new", tmp_path / "old")
+    state = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)
+    state["view_gen"] = [state["view_gen"]]
+    torch.save(state, tmp_path / "old" / "checkpoint.pt")
+    losses = {}
+    for name in ("new", "old"):
+        ctx = _context(tmp_path / name, epochs=3)
+        ctx.resume = True
+        train(NaNAfter(bad_step=10**9), data, ctx)
+        losses[name] = [json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses["new"]) == 3 and losses["old"] == losses["new"]
