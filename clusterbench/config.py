@@ -84,6 +84,11 @@ class Decoder(str, Enum):
     conv = "conv"
 
 
+class QOptimizer(str, Enum):
+    discriminator = "discriminator"  # the official code: Q's head with D's variables, L_I in D's loss too
+    generator = "generator"  # the paper's min over G and Q: Q's head with G's optimiser
+
+
 class Cifar100Targets(str, Enum):
     coarse = "coarse"
     fine = "fine"
@@ -289,6 +294,23 @@ class MiCEConfig(DeepMethodConfig):
     mu_momentum: float = 0.99  # batch_ema: S ← m·S + (1 − m)·batch mean of q_nk v_{n,k}
 
 
+@dataclass
+class InfoGANConfig(DeepMethodConfig):
+    """InfoGAN; owned by clusterbench/methods/infogan.py. The categorical code has K = num_clusters
+    categories (null: the class count)."""
+
+    noise_dim: int = 62  # incompressible noise z ~ U(−1, 1)
+    continuous_codes: int = 2  # c ~ U(−1, 1), Q: a Gaussian of σ 1
+    info_weight: float = 1.0  # λ of L_I
+    continuous_weight: float = 1.0  # the continuous codes' share of L_I (the official code: 1)
+    generator_lr_scale: float = 5.0  # G's learning rate = this × trainer.lr (D's): 1e-3 against 2e-4
+    beta1: float = 0.5  # Adam's β1 for both
+    beta2: float = 0.999
+    q_optimizer: QOptimizer = QOptimizer.discriminator
+    leaky_slope: float = 0.01  # Q's head (the body's is backbone.leaky_slope); the paper: 0.1, the code: 0.01
+    batch_norm: bool = True  # BatchNorm in G and Q's head (false: an ablation; exact DDP equality tests)
+
+
 # --- clustering stage ---------------------------------------------------------------
 # ``cluster=...``: how a trained method's features become clusters (clusterbench.stages).
 
@@ -399,6 +421,17 @@ class ResNetConfig(BackboneConfig):
 class MLPConfig(BackboneConfig):
     hidden: list[int] = field(default_factory=lambda: [500, 500, 2000])
     batch_norm: bool = False
+
+
+@dataclass
+class InfoGANBodyConfig(BackboneConfig):
+    """InfoGAN's D/Q body: 4×4 stride-2 convs (one more per doubling past 28 px), FC ``hidden``."""
+
+    width: int = 64  # the first conv's channels, doubled each stage
+    max_width: int = 512
+    hidden: int = 1024  # the FC layer = out_dim
+    leaky_slope: float = 0.01  # the official code's leaky_rectify; the paper's text: 0.1
+    batch_norm: bool = True  # after every conv but the first, and after the FC
 
 
 # --- augmentation --------------------------------------------------------------------
@@ -521,7 +554,7 @@ STAGE_SCHEMAS: dict[str, type] = {"own": StageConfig, "kmeans": KMeansStageConfi
 
 # the schema each conf/backbone/*.yaml names in its defaults (/schema/backbone/<name>)
 BACKBONE_SCHEMAS: dict[str, type] = {"base": BackboneConfig, "convnet": ConvNetConfig, "strided": StridedConvNetConfig, "resnet": ResNetConfig,
-                                     "mlp": MLPConfig}
+                                     "mlp": MLPConfig, "infogan": InfoGANBodyConfig}
 
 
 @dataclass
@@ -587,6 +620,7 @@ def register_schemas() -> None:
     cs.store(group="schema/method", name="swav", node=SwAVConfig)
     cs.store(group="schema/method", name="deepcluster", node=DeepClusterConfig)
     cs.store(group="schema/method", name="mice", node=MiCEConfig)
+    cs.store(group="schema/method", name="infogan", node=InfoGANConfig)
     cs.store(group="schema/trainer", name="base", node=TrainerConfig)
     for name, node in BACKBONE_SCHEMAS.items():
         cs.store(group="schema/backbone", name=name, node=node)

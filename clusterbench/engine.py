@@ -47,7 +47,7 @@ from clusterbench.io import atomic_write_bytes
 from clusterbench.methods.base import Prediction, RunContext, Timer
 from clusterbench.methods.deep import Batch, DeepMethod, EpochContext, InputShape, eval_mode
 from clusterbench.metrics import evaluate
-from clusterbench.optim import build_optimizer, check_optimizer_values, learning_rate
+from clusterbench.optim import ManualSteps, build_optimizer, check_optimizer_values, learning_rate, set_learning_rate
 
 log = logging.getLogger(__name__)
 STATS_SAMPLE = 10_000  # images used to estimate the per-channel mean and std
@@ -130,6 +130,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     if ctx.sync_bn and device.type != "cuda":
         raise ConfigError("hardware.sync_bn", "SyncBatchNorm runs on GPUs only; set hardware.sync_bn=false on the CPU")
     k = method.clusters_for(data)
+    method.configure_clusters(k)  # networks that depend on K (MiCE's experts, InfoGAN's code) are built for it
 
     # 1. data on the device (or on the host, each batch copied ahead), views made on the device
     store = ImageStore(data.train_images(), device, ctx.placement)  # N×C×H×W uint8
@@ -150,7 +151,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     method.check_batch(per_rank)
 
     # 2. networks and optimiser
-    model = method.setup(ctx.backbone, InputShape(c, h))
+    model = method.setup(ctx.backbone, InputShape(c, h, tuple(mean), tuple(std)))
     method.model = model
     if dist.enabled and ctx.sync_bn:
         model = method.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -159,11 +160,24 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         model.to(memory_format=torch.channels_last)
     D.broadcast_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    # under DDP the method's whole step is the one forward whose backward all-reduces the gradients
-    run_step = D.wrap_step(model, method.training_step, device, ctx.grad_sync, method.unused_parameters)
-    optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.lars_eta, cfg.lars_clip)
     precision = str(getattr(cfg.precision, "value", cfg.precision))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    owned = method.owns_optimizers  # a GAN steps its own optimisers inside the training step
+    optimizer: Optional[torch.optim.Optimizer] = None
+    if owned:
+        # several backward passes per step: gradients are averaged per optimiser after each
+        # (one flat all-reduce), not by DDP's hooks, which expect one backward per forward
+        steps = ManualSteps(method.configure_optimizers(cfg.lr), scaler, cfg.grad_clip, D.average_gradients)
+        method.optimize = steps  # type: ignore[method-assign]
+        optimizers = list(steps.optimizers.values())
+        run_step = method.training_step
+        if dist.enabled and ctx.grad_sync == "ddp":
+            log.info("%s steps its own optimisers: each one's gradients are averaged over the ranks after its backward", method.name)
+    else:
+        # under DDP the method's whole step is the one forward whose backward all-reduces the gradients
+        run_step = D.wrap_step(model, method.training_step, device, ctx.grad_sync, method.unused_parameters)
+        optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.lars_eta, cfg.lars_clip)
+        optimizers = [optimizer]
     if cfg.compile:
         # in place: state_dict keys stay the same. mode "reduce-overhead" replays CUDA graphs,
         # which pays off for small nets whose steps are kernel-launch bound on a GPU
@@ -193,7 +207,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         state = ckpt.load(path, map_location=torch.device("cpu"))  # RNG states must be CPU bytes; load_state_dict copies to the device
         try:
             model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+            (steps if owned else optimizer).load_state_dict(state["optimizer"])  # type: ignore[union-attr]
         except (RuntimeError, ValueError, KeyError) as ex:
             raise ClusterbenchError(f"{path}: written by another method, backbone or dataset ({type(ex).__name__}); resume with the same config or delete it") from None
         scaler.load_state_dict(state["scaler"])
@@ -220,7 +234,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         with timer("checkpoint"):
             ckpt.save(path, {
                 "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
+                "optimizer": steps.state_dict() if owned else optimizer.state_dict(),  # type: ignore[union-attr]
                 "scaler": scaler.state_dict(),
                 "method": method.method_state(),
                 "rng": ckpt.rng_states(),
@@ -307,8 +321,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (ctx.progress and dist.is_main))
         for i in bar:
             lr = learning_rate(max((step + 1) / total_steps, clock.fraction()), cfg.lr, warmup, cfg.schedule, cfg.min_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_learning_rate(optimizers, lr)
             rows = rows_of(i, order_on_device)
             with timer("augment"):
                 x = feed.get(i)
@@ -322,16 +335,20 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
                     out = run_step(Batch(views, rows, epoch, step, plain, augment.num_global if method.augmented else 1))
                 loss = out["loss"]
                 watch.add(loss.detach())
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if ctx.grad_sync == "flat":
-                    D.average_gradients(params)
-                scaler.unscale_(optimizer)
-                if cfg.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                method.before_optimizer_step(step)
-                scaler.step(optimizer)
-                scaler.update()
+                if owned:  # the method stepped its optimisers (ManualSteps); the loss scale moves once a step
+                    scaler.update()
+                else:
+                    assert optimizer is not None
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if ctx.grad_sync == "flat":
+                        D.average_gradients(params)
+                    scaler.unscale_(optimizer)
+                    if cfg.grad_clip is not None:
+                        nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    method.before_optimizer_step(step)
+                    scaler.step(optimizer)
+                    scaler.update()
             losses += loss.detach().float()
             for key, value in out.items():
                 if key != "loss" and isinstance(value, torch.Tensor) and value.numel() == 1:

@@ -16,6 +16,7 @@ METHODS = {
     "deepcluster": "DeepCluster v1 / v2: k-means pseudo-labels re-computed every epoch",
     "mice": "MiCE: a mixture of contrastive experts with a gating network (EM)",
     "ae": "autoencoder; its bottleneck clustered by a GMM (or k-means)",
+    "infogan": "InfoGAN: a GAN whose categorical code the recognition network Q clusters by",
     "kmeans": "k-means on raw pixels (the papers' baseline row)",
     "gmm": "Gaussian mixture on raw pixels",
 }

@@ -94,3 +94,50 @@ def learning_rate(progress: float, base_lr: float, warmup: float, schedule: str,
         return base_lr
     t = (progress - warmup) / max(1.0 - warmup, 1e-12)
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * t))
+
+
+def set_learning_rate(optimizers: Iterable[torch.optim.Optimizer], lr: float) -> None:
+    """The schedule's ``lr`` into every param group, times the group's ``lr_scale`` where it has
+    one (InfoGAN's generator runs at 5 × the discriminator's rate)."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
+
+
+class ManualSteps:
+    """``DeepMethod.optimize(name, loss)`` for a method that owns its optimisers (a GAN's D
+    then G step inside one training step): the backward and optimiser step the engine runs for
+    the one-optimiser methods, for one named optimiser at a time.
+
+    Each call zeroes that optimiser's gradients, back-propagates the (fp16-scaled) loss,
+    averages the optimiser's gradients over the ranks (one flat all-reduce: DDP's hooks expect
+    one backward per forward, and such a step has several), unscales, clips to ``grad_clip``
+    and steps through the ``GradScaler``. The engine calls ``scaler.update()`` once after the
+    whole training step, as torch's AMP recipe for several optimisers does."""
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], scaler: torch.amp.GradScaler, grad_clip: Any,
+                 average_gradients: Any) -> None:
+        self.optimizers, self.scaler, self.grad_clip = optimizers, scaler, grad_clip
+        self.average_gradients = average_gradients  # clusterbench.distributed.average_gradients (a no-op on one process)
+
+    def __call__(self, name: str, loss: torch.Tensor) -> None:
+        if name not in self.optimizers:
+            raise KeyError(f"no optimiser named {name!r}; the method built {', '.join(self.optimizers)}")
+        optimizer = self.optimizers[name]
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.average_gradients(params)
+        self.scaler.unscale_(optimizer)
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, self.grad_clip)
+        self.scaler.step(optimizer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) != set(self.optimizers):
+            raise KeyError(f"the checkpoint holds optimisers {sorted(state)}, the method builds {sorted(self.optimizers)}")
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state[name])

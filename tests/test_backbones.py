@@ -15,7 +15,7 @@ from clusterbench.backbones.heads import projection_head
 from clusterbench.backbones.mlp import MLP
 from clusterbench.backbones.pixels import Pixels
 from clusterbench.backbones.resnet import ResNet
-from clusterbench.config import BackboneConfig, ConvNetConfig, MLPConfig, ResNetConfig, StridedConvNetConfig
+from clusterbench.config import BACKBONE_SCHEMAS, ResNetConfig
 from clusterbench.errors import ConfigError
 
 
@@ -272,7 +272,7 @@ def test_strided_accepts_the_deepest_valid_stack():
 
 # --- YAML options ------------------------------------------------------------------------
 
-SCHEMAS = {"base": BackboneConfig, "convnet": ConvNetConfig, "strided": StridedConvNetConfig, "resnet": ResNetConfig, "mlp": MLPConfig}
+SCHEMAS = BACKBONE_SCHEMAS  # every option names one of these in its defaults
 
 
 def backbone_options() -> list[str]:

@@ -46,6 +46,7 @@ SOURCELESS = {
     "moco_stl10", "moco_imagenet_dog",  # MoCo: ImageNet and a CIFAR-10 demo
     "swav_stl10", "swav_imagenet_dog", "deepcluster_stl10", "deepcluster_imagenet_dog",  # solo-learn: CIFAR only
     "mice_imagenet_dog",  # in the paper, not in the official code
+    *(f"infogan_{d}" for d in (*RGB, "digits")),  # InfoGAN clusters MNIST only
     # digits is this project's offline demo set; on MNIST only the reference study's MoCo and AE(GMM) have settings
     *(f"{m}_digits" for m in ("moco", "pcl", "swav", "deepcluster", "mice")), "pcl_mnist", "swav_mnist", "deepcluster_mnist", "mice_mnist",
 }
@@ -200,6 +201,7 @@ SHRINK = {
     "ae": ["backbone.hidden=[64,64,128]", "method.decoder_hidden=[128,64,64]"],
     "pcl": ["+backbone.width=8", "method.num_prototypes=[4,8]", "method.warmup_epochs=0"],
     "deepcluster": ["+backbone.width=8", "method.num_prototypes=8"],
+    "infogan": ["backbone.width=8", "backbone.hidden=32", "method.noise_dim=8"],  # its own body is the method's default backbone
 }
 IMAGES = {"cifar10": 16, "cifar100": 32, "stl10": 16, "imagenet_dog": 16}  # labelled images fitted and scored
 SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "stl10": (3, 96, 96), "imagenet_dog": (3, 96, 96)}

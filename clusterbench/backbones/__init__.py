@@ -11,6 +11,7 @@ builds those.
 - ``resnet18/34/50``: :class:`~clusterbench.backbones.resnet.ResNet`, out_dim 8·width (18, 34)
   or 32·width (50): 512 / 2048 at the default width 64
 - ``mlp``: :class:`~clusterbench.backbones.mlp.MLP`, out_dim ``hidden[-1]``
+- ``infogan``: :class:`~clusterbench.backbones.infogan.InfoGANBody`, InfoGAN's D/Q body, out_dim ``hidden``
 
 The classes are imported lazily (``from clusterbench.backbones import ResNet`` works) so that
 the classical runs, which only need :class:`Pixels`, do not pay for importing the rest.
@@ -30,6 +31,7 @@ _LAZY = {
     "StridedConvNet": "clusterbench.backbones.convnet",
     "ResNet": "clusterbench.backbones.resnet",
     "MLP": "clusterbench.backbones.mlp",
+    "InfoGANBody": "clusterbench.backbones.infogan",
     "projection_head": "clusterbench.backbones.heads",
 }
 

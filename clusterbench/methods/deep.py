@@ -5,7 +5,9 @@ hooks; the engine owns everything else (devices, augmentation, the optimiser and
 precision, DDP, checkpoints, evaluation, logging):
 
 - ``setup(backbone, shape)``: build the networks and buffers as one ``nn.Module``;
-- ``training_step(batch)``: the loss on one batch of views, ``{"loss": ..., **logged}``;
+- ``training_step(batch)``: the loss on one batch of views, ``{"loss": ..., **logged}``; a
+  method with ``owns_optimizers`` (a GAN) builds its optimisers in ``configure_optimizers`` and
+  steps them itself with ``self.optimize(name, loss)`` (Lightning's "manual optimisation");
 - ``check_batch(per_rank)``: reject a batch size the method cannot use, before training;
 - ``on_epoch_start(ctx)``: per-epoch work such as an E-step (k-means, prototype updates);
   may return numbers to log in the epoch's ``metrics.jsonl`` line;
@@ -71,6 +73,10 @@ class EpochContext:
 class InputShape:
     channels: int
     size: int  # images are size × size
+    # the run's per-channel mean and std in [0, 1] units (what ``views`` were standardised by):
+    # for methods that make images themselves (InfoGAN's generator); None where not known
+    mean: Optional[tuple[float, ...]] = None
+    std: Optional[tuple[float, ...]] = None
 
 
 class DeepMethod(Method):
@@ -89,6 +95,9 @@ class DeepMethod(Method):
     rows_per_image: int = 1
     #: some trainable parameters get no gradient in some steps: DDP must look for them each step
     unused_parameters: bool = False
+    #: the method steps optimisers of its own inside ``training_step`` (a GAN's D, then G):
+    #: it builds them in ``configure_optimizers`` and calls ``self.optimize(name, loss)``
+    owns_optimizers: bool = False
 
     def __init__(self, num_clusters: Optional[int] = None, kmeans_restarts: int = 3) -> None:
         super().__init__(num_clusters)
@@ -109,6 +118,19 @@ class DeepMethod(Method):
 
     def check_batch(self, per_rank: int) -> None:
         """Reject a per-device batch size the method cannot use, before any training."""
+
+    def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
+        """(``owns_optimizers``) the method's named optimisers over ``self.model``'s parameters,
+        at the scheduled learning rate ``lr`` (``trainer.lr``); a param group's ``lr_scale``
+        makes its rate ``lr_scale`` × the schedule's at every step."""
+        raise NotImplementedError(f"{type(self).__name__} owns its optimisers but does not build them")
+
+    def optimize(self, name: str, loss: torch.Tensor) -> None:
+        """(``owns_optimizers``) inside ``training_step``: backward of ``loss`` and one step of
+        optimiser ``name``, with everything the engine gives the one-optimiser methods: its
+        gradients zeroed first, the fp16 loss scale, the cross-rank average, clipping. The
+        engine binds it (``clusterbench.optim.ManualSteps``) before the first step."""
+        raise RuntimeError(f"{type(self).__name__}.optimize is bound by the engine; call it from training_step")
 
     def on_epoch_start(self, ctx: EpochContext) -> Optional[dict[str, float]]:
         """Per-epoch work before the first step (an E-step); nothing by default.
