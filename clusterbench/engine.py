@@ -8,7 +8,9 @@ Read top to bottom, a run is:
 3. With ``resume=true`` and a checkpoint in the run folder, everything is restored from it.
 4. Each epoch: the method's epoch-start hook (its E-step), then steps of
    views → ``training_step`` → backward (DDP all-reduces the gradients meanwhile) → clip →
-   optimiser, with the learning rate set from the schedule before each step. The step never
+   optimiser, with the learning rate set from the schedule before each step (a method that
+   owns its optimisers, a GAN, steps them itself inside ``training_step`` through
+   ``optim.ManualSteps``: the same zeroing, loss scaling, averaging and clipping). The step never
    waits for the device: losses and a non-finite flag stay there and are read every
    ``sync_every`` steps and at the end of the epoch; a non-finite loss stops the run there,
    naming its first bad step, before any checkpoint could hold it.
