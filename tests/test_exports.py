@@ -31,9 +31,12 @@ METHODS = {
                     "method.freeze_prototypes_niters=2"],
     "deepcluster": [*DEEP, "method=deepcluster", "method.num_prototypes=6", "method.pca_dim=8"],
     "mice": [*DEEP, "method=mice", "method.queue_size=40", "method.feature_dim=8"],
+    "infogan": [*DATA, "method=infogan", "trainer.batch_size=32", "trainer.epochs=2", "trainer.eval_every=0", "backbone.width=8",
+                "backbone.hidden=32", "method.noise_dim=8", "trainer.lr=2e-4"],
 }
 KINDS = {"kmeans": "kmeans", "kmeans-pca-spherical": "kmeans", "gmm": "gmm", "ae-gmm": "gmm", "ae-kmeans": "kmeans", "moco": "kmeans",
-         "pcl": "kmeans", "swav-prototypes": "prototypes", "swav-kmeans": "kmeans", "deepcluster": "kmeans", "mice": "posterior"}
+         "pcl": "kmeans", "swav-prototypes": "prototypes", "swav-kmeans": "kmeans", "deepcluster": "kmeans", "mice": "posterior",
+         "infogan": "posterior"}
 
 
 def read_csv(path):
