@@ -434,12 +434,15 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     if not dist.is_main:
         return Prediction(np.zeros(len(data), np.int64), k, timings, info, history=ctx.history_before + history)
     confidence = final.get("confidence")
+    with torch.no_grad(), eval_mode(model):  # a generative method's images (InfoGAN's, a row per code)
+        samples = method.samples()
     return Prediction(
         ids[: len(data)], k, timings, info, history=ctx.history_before + history,
         embeddings=features[: len(data)].float().cpu().numpy(),
         clusters=final.get("clusters"),
         confidence=None if confidence is None else np.asarray(confidence)[: len(data)],
         preprocess={"mean": mean, "std": std},
+        samples=samples,
     )
 
 

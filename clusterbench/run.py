@@ -389,6 +389,9 @@ def write_plots(plots: DictConfig, data: Any, prediction: Prediction, out_dir: P
             drawn_how["embedding_map"] = why
         jobs.append(("embedding.png", lambda p: P.plot_embedding(emb, prediction.assignments, labels, p, max_points=plots.embedding_points, seed=seed,
                                                                  method=how)))
+    if prediction.samples is not None:  # what a generative method makes (InfoGAN: a row per categorical code)
+        grid, row_label, title = prediction.samples
+        jobs.append(("samples.png", lambda p: P.plot_image_grid(grid, p, row_label=row_label, title=title)))
     history = out_dir / "metrics.jsonl"
     if plots.curves and history.exists():
         records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]

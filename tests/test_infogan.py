@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,7 @@ from clusterbench.optim import ManualSteps, set_learning_rate
 from conftest import same_losses
 
 TINY = ["method=infogan", "dataset=synthetic", "dataset.num_samples=64", "hardware=cpu", "hardware.threads=1", "backbone.width=8",
-        "backbone.hidden=32", "method.noise_dim=8", "trainer.batch_size=16", "trainer.eval_every=0", "plots.enabled=false",
+        "backbone.hidden=32", "method.noise_dim=8", "trainer.batch_size=16", "trainer.eval_every=0",
         "trainer.lr=2e-4", "trainer.schedule=constant"]
 
 
@@ -172,8 +173,19 @@ def test_impossible_settings_are_one_line_errors(run_cli, key, value):
     assert r.code != 0 and key in r.err and "Traceback" not in r.err
 
 
+def test_samples_are_a_row_per_code_with_the_noise_shared_down_each_column():
+    method = build(size=8, k=3, noise_dim=4)
+    method.model.eval()
+    grid, label, title = method.samples(per_code=4)
+    assert grid.shape == (3, 4, 1, 8, 8) and grid.dtype == np.uint8 and label.format(2) == "code 2"
+    again, _, _ = method.samples(per_code=4)
+    assert np.array_equal(grid, again)  # its own seeded stream: the training's latents are not consumed
+    assert not np.array_equal(grid[0], grid[1])  # the code changes the image
+
+
 def test_a_run_logs_both_players_and_reads_clusters_out_by_q(run_cli):
-    r = run_cli(*TINY, "trainer.epochs=2", "trainer.eval_every=1")
+    r = run_cli(*TINY, "trainer.epochs=2", "trainer.eval_every=1", plots=True)
+    assert (r.run_dir / "samples.png").exists()
     assert r.code == 0, r.err
     last = r.history()[-1]
     assert {"d_loss", "g_loss", "info_loss", "mi_categorical", "d_real", "d_fake", "q_code_acc", "acc", "kmeans_acc"} <= set(last)

@@ -66,6 +66,7 @@ class Prediction:
     confidence: Optional[np.ndarray] = None  # N: each assignment's confidence, where the clustering has one
     preprocess: dict[str, Any] = field(default_factory=dict)  # how images become network input (mean, std)
     history: list = field(default_factory=list)  # the training's metrics.jsonl lines (trained methods)
+    samples: Optional[Any] = None  # images a generative method made (DeepMethod.samples): samples.png
 
 
 class Timer:

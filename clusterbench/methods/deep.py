@@ -167,6 +167,11 @@ class DeepMethod(Method):
         state: what ``clusterbench-predict`` runs. Equal to ``predict``'s ids on the same features."""
         return assign_clusters(clusters, features)
 
+    def samples(self) -> Optional[Any]:
+        """Images the trained model generates, for ``samples.png`` (rank 0, eval mode, after
+        training): ``(grid R×n×C×H×W uint8, row label format, title)``; None: the method makes none."""
+        return None
+
     def chance_loss(self) -> Optional[float]:
         """The loss of a network that has learnt nothing (uniform logits: log of their number),
         where the method's loss has one: the training-health check flags a loss stuck there."""

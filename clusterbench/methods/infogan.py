@@ -320,6 +320,21 @@ class InfoGAN(DeepMethod):
         alternative = kmeans(body, k, restarts=self.kmeans_restarts, seed=seed).assignments.cpu().numpy()
         return ids, {"alternatives": {"kmeans": alternative}, "clusters_used": int(len(np.unique(ids))), "clusters": clusters, "confidence": confidence}
 
+    def samples(self, per_code: int = 10) -> tuple[np.ndarray, str, str]:
+        """G's images, a row per categorical code and a column per noise draw (the same noise
+        down each column, continuous codes 0): does the code capture the classes? As pixels."""
+        net: InfoGANNet = self.model  # type: ignore[assignment]
+        device = next(net.parameters()).device
+        gen = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + 13)  # not the training stream
+        noise = (torch.rand(per_code, self.noise_dim, device=device, generator=gen) * 2 - 1).repeat(self.num_codes, 1)
+        codes = torch.arange(self.num_codes, device=device).repeat_interleave(per_code)
+        latent = torch.cat([noise, F.one_hot(codes, self.num_codes).float(), torch.zeros(len(codes), self.continuous, device=device)], dim=1)
+        g = net.generator
+        pixels = (g(latent).float() * g.std + g.mean).clamp(0, 1)  # back from the run's standardisation
+        grid = (pixels * 255).round().to(torch.uint8).cpu().numpy()
+        grid = grid.reshape(self.num_codes, per_code, *grid.shape[1:])
+        return grid, "code {}", "InfoGAN samples: a row per categorical code, a column per noise draw (continuous codes 0)"
+
     def method_state(self) -> dict[str, Any]:
         if self.latent_gen is not None:
             return {"latent_gen": self.latent_gen.get_state()}

@@ -814,6 +814,36 @@ def plot_cluster_montage(
     return _save(fig, path)
 
 
+def plot_image_grid(grid: np.ndarray, path: PathLike, *, row_label: str = "row {}", title: str = "") -> Path:
+    """A grid of images, ``grid`` R×n×C×H×W uint8, drawn as one mosaic with a label per row
+    (``row_label.format(r)``): InfoGAN's samples, a row per categorical code and a column per
+    noise draw shared down the column, as the paper's figures show them."""
+    if grid.ndim != 5 or grid.dtype != np.uint8:
+        raise ValueError(f"expected an R×n×C×H×W uint8 grid, got {grid.dtype} {tuple(grid.shape)}")
+    rows, cols, _, h, w = grid.shape
+    tile = max(24.0, min(float(np.clip(2 * max(h, w), 48, 80)), MONTAGE_MAX_HEIGHT / rows))
+    factor = max(1, int(tile // max(h, w)))
+    tiles = _to_rgb_tiles(grid.reshape(rows * cols, *grid.shape[2:]))
+    if factor > 1:
+        tiles = tiles.repeat(factor, axis=1).repeat(factor, axis=2)
+    th, tw, gap = h * factor, w * factor, MONTAGE_GAP
+    mosaic = np.full((rows * (th + gap) - gap, cols * (tw + gap) - gap, 3), MONTAGE_SEAM, np.uint8)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, cols)
+        mosaic[r * (th + gap) : r * (th + gap) + th, c * (tw + gap) : c * (tw + gap) + tw] = t
+    scale = tile / max(th, tw)
+    label_w, head_h = 1.0, 0.42 + 0.19 * (title.count("\n") + 1)
+    width, height = label_w + mosaic.shape[1] * scale / DPI, head_h + mosaic.shape[0] * scale / DPI
+    fig = _new_figure(width, height)
+    ax = fig.add_axes((label_w / width, 0.0, 1 - label_w / width, 1 - head_h / height))
+    ax.imshow(mosaic, interpolation="nearest" if scale >= 1 else "antialiased", aspect="equal")
+    ax.set_axis_off()
+    for r in range(rows):
+        ax.text(-4 * gap, r * (th + gap) + th / 2, row_label.format(r), ha="right", va="center", fontsize=float(np.clip(tile / 6.5, 7.0, 9.0)))
+    fig.suptitle(title, fontsize=10, y=1 - 0.06 / height, va="top")
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------------------------
 # HTML embedding
 
