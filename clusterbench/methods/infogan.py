@@ -222,8 +222,8 @@ class InfoGAN(DeepMethod):
         # still the paper's generator for this image size
         body = backbone if isinstance(backbone, InfoGANBody) else None
         stages = body.stages if body is not None else infogan_stages(shape.size)
-        width, max_width = (body.widths[0], max(body.widths)) if body is not None else (64, 512)
-        generator = Generator(self.latent_dim, shape, stages, width=width, max_width=max_width, batch_norm=self.batch_norm)
+        width, max_width, hidden = (body.widths[0], max(body.widths), body.out_dim) if body is not None else (64, 512, 1024)
+        generator = Generator(self.latent_dim, shape, stages, width=width, max_width=max_width, hidden=hidden, batch_norm=self.batch_norm)
         if stage_size(shape.size, stages) < 1:
             raise ConfigError("dataset.image_size", f"{shape.size}-px images are too small for InfoGAN's {stages} stages")
         return InfoGANNet(backbone, generator, self.num_codes, self.continuous, self.leaky_slope, self.batch_norm)
