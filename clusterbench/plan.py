@@ -54,8 +54,9 @@ def backbone_of(backbone: DictConfig) -> str:
 
 
 def describe_plan(cfg: DictConfig, method: str, dataset: str, augment: DictConfig, backbone: DictConfig, image_size: int, device: str,
-                  deep: bool, experiment: Optional[str] = None) -> dict[str, Any]:
-    """The plan as recorded in metrics.json (strings and numbers)."""
+                  deep: bool, experiment: Optional[str] = None, augmented: bool = True) -> dict[str, Any]:
+    """The plan as recorded in metrics.json (strings and numbers). ``augmented``: whether the
+    method trains on views at all (InfoGAN and the AE by default see the plain images)."""
     recipe = recipe_file(method, dataset)
     plan: dict[str, Any] = {
         "method": method, "dataset": dataset, "device": device,
@@ -66,7 +67,7 @@ def describe_plan(cfg: DictConfig, method: str, dataset: str, augment: DictConfi
         t = cfg.trainer
         plan.update({
             "backbone": backbone_of(backbone),
-            "views": views_of(augment, image_size),
+            "views": views_of(augment, image_size) if augmented else f"none: the plain images ({image_size} px)",
             "optimizer": f"{_value(t.optimizer)}, lr {t.lr:g}, weight decay {t.weight_decay:g}, {_value(t.schedule)} schedule"
                          + (f", {t.warmup_epochs:g} warm-up epochs" if t.warmup_epochs else ""),
             "epochs": int(t.epochs), "batch_size": int(t.batch_size), "precision": _value(t.precision),

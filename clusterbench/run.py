@@ -164,7 +164,7 @@ def _run(cfg: DictConfig, method: Method, device: torch.device, dist: D.DistInfo
     recipe = resolve_recipe(cfg, data.image_shape, overrides, deep=isinstance(method, DeepMethod))
     experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith(("experiment=", "+experiment="))), None)
     plan = describe_plan(cfg, method_name(cfg), str(cfg.dataset.name), recipe.augment, recipe.backbone, size, str(device),
-                         deep=isinstance(method, DeepMethod), experiment=experiment)
+                         deep=isinstance(method, DeepMethod), experiment=experiment, augmented=getattr(method, "augmented", True))
     if dist.is_main:
         log.info("%s", format_plan(plan))
     stage = build_stage(cfg, method, data)

@@ -194,6 +194,7 @@ def test_a_run_logs_both_players_and_reads_clusters_out_by_q(run_cli):
     assert state["optimizer"]["generator"]["param_groups"][0]["lr_scale"] == 5.0
     m = r.metrics()
     assert m["method_info"]["steps"] == 8 and 0 <= m["acc"] <= 1 and "kmeans_acc" in m["method_info"]
+    assert m["plan"]["views"].startswith("none: the plain images")  # the run-start block says what D sees
     clusters = dict(torch.load(r.run_dir / "model.pt", weights_only=True))
     assert clusters["num_clusters"] == 3  # the synthetic set's classes = the code's categories
 
