@@ -412,6 +412,8 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: PathLike) -
                 ax_lr.tick_params(axis="y", labelcolor="tab:gray", labelsize=7)
                 if min(ys) > 0 and max(ys) / min(ys) > 20:  # schedules spanning decades read better in log
                     ax_lr.set_yscale("log")
+                elif max(ys) == min(ys) and max(ys) > 0:  # a constant rate: one clean tick, not ±5 % of noise
+                    ax_lr.set_ylim(0, 2 * max(ys))
         else:
             ax_loss.text(0.5, 0.5, "no loss logged", ha="center", va="center", transform=ax_loss.transAxes)
         ax_loss.set_xlabel("epoch")
