@@ -206,6 +206,14 @@ def test_resume_continues_both_optimisers_and_the_latent_stream(resume_runs):
     assert runs.whole.scores() == runs.resumed.scores()
     assert runs.resumed.losses() == same_losses(runs.whole.losses())
     assert [r["d_loss"] for r in runs.resumed.history()] == same_losses([r["d_loss"] for r in runs.whole.history()])
+    # both optimisers end exactly where the uninterrupted run's did: Adam's moments and step counts
+    final = [torch.load(r.run_dir / "checkpoint.pt", weights_only=True) for r in (runs.whole, runs.resumed)]
+    for name in ("discriminator", "generator"):
+        a, b = (f["optimizer"][name]["state"] for f in final)
+        assert a.keys() == b.keys() and a
+        for i in a:
+            assert all(torch.equal(a[i][key], b[i][key]) for key in a[i]), (name, i)
+    assert all(torch.equal(final[0]["model"][k], final[1]["model"][k]) for k in final[0]["model"])
 
 
 def test_a_non_finite_loss_stops_the_run_naming_its_step(run_cli, monkeypatch):
