@@ -24,7 +24,7 @@ from typing import Optional
 
 from _common import SHARED_DATA, mean_std, run_clusterbench
 
-METHODS = ["kmeans", "gmm", "ae", "moco", "pcl", "swav", "deepcluster", "mice"]
+METHODS = ["kmeans", "gmm", "ae", "moco", "pcl", "swav", "deepcluster", "mice", "infogan"]
 CLASSICAL = {"kmeans", "gmm"}
 
 
@@ -38,6 +38,23 @@ def estep_share(run_dir: Path) -> Optional[float]:
     return sum(r.get("epoch_start_s", 0.0) for r in records) / total if total else None
 
 
+def seconds_per_epoch(run_dir: Path) -> Optional[float]:
+    """Mean wall seconds of the run's whole epochs (E-step included): the CPU cost per epoch."""
+    log = run_dir / "metrics.jsonl"
+    if not log.exists():
+        return None
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    return statistics.mean(r["epoch_s"] for r in records) if records else None
+
+
+def other_readouts(result: dict) -> dict[str, float]:
+    """The ACC of the read-outs a method logs beside its own (InfoGAN's and SwAV's k-means on the
+    features, MiCE's gating): ``<name>_acc`` in method_info, the probes left out."""
+    info = result["method_info"]
+    return {k[: -len("_acc")]: float(v) for k, v in info.items() if k.endswith("_acc") and k not in ("knn_acc", "linear_acc")
+            and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def one_run(method: str, dataset: str, seed: int, args: argparse.Namespace, extra: list[str], tmp: Path) -> dict:
     overrides = [f"method={method}", f"dataset={dataset}", f"seed={seed}", "plots.enabled=false", "save_assignments=false", *extra]
     if dataset != "digits":
@@ -49,6 +66,7 @@ def one_run(method: str, dataset: str, seed: int, args: argparse.Namespace, extr
     out = tmp / f"{method}_{dataset}_{seed}"
     result = run_clusterbench(overrides, out)
     result["estep_share"] = estep_share(out)
+    result["epoch_s"] = seconds_per_epoch(out)
     print(f"  {method:12s} {dataset:7s} seed {seed}: NMI {100 * result['nmi']:.1f}  ACC {100 * result['acc']:.1f}  ARI {100 * result['ari']:.1f}"
           f"  ({result['method_info'].get('epochs', '-')} epochs, {result['wall_seconds']:.0f} s)", flush=True)
     return result
@@ -78,15 +96,22 @@ def main() -> None:
         row = [" / ".join(mean_std([r[k] for r in by[m, d]]) for k in ("nmi", "acc", "ari")) for d in args.datasets]
         print(f"| {m} | " + " | ".join(row) + " |")
 
-    print("\n| method | dataset | epochs in budget | wall s | E-step share of an epoch |\n|---|---|---|---|---|")
+    print("\n| method | dataset | epochs in budget | s per epoch | wall s | E-step share of an epoch | other read-outs, ACC % |\n"
+          "|---|---|---|---|---|---|---|")
     for m in args.methods:
         for d in args.datasets:
             runs = by[m, d]
+            wall = statistics.mean(r["wall_seconds"] for r in runs)
+            others = sorted({name for r in runs for name in other_readouts(r)})
+            other = ", ".join(f"{name} {mean_std([other_readouts(r)[name] for r in runs if name in other_readouts(r)])}" for name in others) or "-"
             epochs = [r["method_info"].get("epochs") for r in runs if "epochs" in r["method_info"]]
+            if not epochs:
+                print(f"| {m} | {d} | - | - | {wall:.0f} | - | {other} |")
+                continue
             shares = [r["estep_share"] for r in runs if r["estep_share"] is not None]
-            print(f"| {m} | {d} | {statistics.mean(epochs):.1f} | {statistics.mean(r['wall_seconds'] for r in runs):.0f} | "
-                  f"{f'{100 * statistics.mean(shares):.1f} %' if shares else '-'} |" if epochs else
-                  f"| {m} | {d} | - | {statistics.mean(r['wall_seconds'] for r in runs):.0f} | - |")
+            per_epoch = [r["epoch_s"] for r in runs if r["epoch_s"] is not None]
+            print(f"| {m} | {d} | {statistics.mean(epochs):.1f} | {f'{statistics.mean(per_epoch):.1f}' if per_epoch else '-'} | {wall:.0f} | "
+                  f"{f'{100 * statistics.mean(shares):.1f} %' if shares else '-'} | {other} |")
 
 
 if __name__ == "__main__":
