@@ -79,10 +79,14 @@ def main() -> None:
                 overrides += [f"dataset.limit={batch * args.steps}"] if dataset in ("digits",) else []
                 overrides += [f"hardware.threads={args.threads}"] if args.threads else []
                 prototypes = spec.get("method", {}).get("num_prototypes")
-                if method == "deepcluster" and isinstance(prototypes, int) and prototypes > batch * args.steps // 2:
-                    # its per-epoch k-means needs more images than the few measured steps hold; the
-                    # step's own cost hardly depends on K (one output layer), so K shrinks for the measurement
-                    overrides.append(f"method.num_prototypes={batch * args.steps // 2}")
+                cap = batch * args.steps // 2
+                # DeepCluster's and PCL's per-epoch k-means need more images than the few measured
+                # steps hold; the step's own cost hardly depends on K (an output layer, a few
+                # prototype logits), so K shrinks for the measurement (PCL's list in proportion)
+                if method == "deepcluster" and isinstance(prototypes, int) and prototypes > cap:
+                    overrides.append(f"method.num_prototypes={cap}")
+                if method == "pcl" and isinstance(prototypes, list) and max(prototypes) > cap:
+                    overrides.append("method.num_prototypes=[" + ",".join(str(max(2, k * cap // max(prototypes))) for k in prototypes) + "]")
                 try:
                     result = run_clusterbench(overrides, Path(scratch) / f"run_{dataset}_{method}")
                 except RuntimeError as ex:
