@@ -102,8 +102,15 @@ def test_the_mnist_5min_recipe_keeps_time_for_its_stage(compose):
     OmegaConf.to_container(cfg, resolve=True)
 
 
+def test_the_infogan_budget_recipe_is_the_papers_run_cut_by_the_clock(compose):
+    cfg = compose("experiment=infogan_mnist_10min")
+    assert cfg.method._target_.endswith("InfoGAN") and cfg.dataset.name == "mnist" and cfg.trainer.max_minutes == 10
+    assert cfg.trainer.batch_size == 128 and cfg.trainer.lr == 2e-4 and str(cfg.trainer.schedule.value) == "constant"  # the MNIST recipe's
+
+
 def test_every_experiment_is_tested():
-    assert set(options("experiment")) == {"moco_cifar10", "pcl_cifar10", "swav_cifar10", "deepcluster_cifar10", "mice_cifar10", "mnist_5min"}
+    assert set(options("experiment")) == {"moco_cifar10", "pcl_cifar10", "swav_cifar10", "deepcluster_cifar10", "mice_cifar10", "mnist_5min",
+                                          "infogan_mnist_10min"}
 
 
 def test_a_recipe_may_choose_its_views_and_backbone_and_the_command_line_wins(compose):
