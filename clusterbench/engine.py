@@ -49,7 +49,7 @@ from clusterbench.io import atomic_write_bytes
 from clusterbench.methods.base import Prediction, RunContext, Timer
 from clusterbench.methods.deep import Batch, DeepMethod, EpochContext, InputShape, eval_mode
 from clusterbench.metrics import evaluate
-from clusterbench.optim import ManualSteps, build_optimizer, check_optimizer_values, learning_rate, set_learning_rate
+from clusterbench.optim import ManualSteps, backward_and_step, build_optimizer, check_optimizer_values, learning_rate, set_learning_rate
 
 log = logging.getLogger(__name__)
 STATS_SAMPLE = 10_000  # images used to estimate the per-channel mean and std
@@ -341,15 +341,8 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
                     scaler.update()
                 else:
                     assert optimizer is not None
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if ctx.grad_sync == "flat":
-                        D.average_gradients(params)
-                    scaler.unscale_(optimizer)
-                    if cfg.grad_clip is not None:
-                        nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                    method.before_optimizer_step(step)
-                    scaler.step(optimizer)
+                    backward_and_step(optimizer, loss, scaler, params, cfg.grad_clip, D.average_gradients if ctx.grad_sync == "flat" else None,
+                                      lambda: method.before_optimizer_step(step))
                     scaler.update()
             losses += loss.detach().float()
             for key, value in out.items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import nn
@@ -104,6 +104,25 @@ def set_learning_rate(optimizers: Iterable[torch.optim.Optimizer], lr: float) ->
             group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
 
 
+def backward_and_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, scaler: torch.amp.GradScaler, params: list[nn.Parameter],
+                      grad_clip: Any = None, average: Optional[Callable[[list[nn.Parameter]], None]] = None,
+                      before_step: Optional[Callable[[], None]] = None) -> None:
+    """One optimiser step on ``loss``: zero the optimiser's gradients, back-propagate the
+    (fp16-scaled) loss, ``average`` the gradients over the ranks where the caller must (no DDP
+    hooks did it), unscale, clip ``params`` to ``grad_clip``, ``before_step`` (a method's hook),
+    step through the scaler. ``scaler.update()`` is the caller's, once per training step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if average is not None:
+        average(params)
+    scaler.unscale_(optimizer)
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    if before_step is not None:
+        before_step()
+    scaler.step(optimizer)
+
+
 class ManualSteps:
     """``DeepMethod.optimize(name, loss)`` for a method that owns its optimisers (a GAN's D
     then G step inside one training step): the backward and optimiser step the engine runs for
@@ -125,13 +144,7 @@ class ManualSteps:
             raise KeyError(f"no optimiser named {name!r}; the method built {', '.join(self.optimizers)}")
         optimizer = self.optimizers[name]
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.average_gradients(params)
-        self.scaler.unscale_(optimizer)
-        if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(params, self.grad_clip)
-        self.scaler.step(optimizer)
+        backward_and_step(optimizer, loss, self.scaler, params, self.grad_clip, self.average_gradients)
 
     def state_dict(self) -> dict[str, Any]:
         return {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()}

@@ -223,9 +223,9 @@ class InfoGAN(DeepMethod):
         body = backbone if isinstance(backbone, InfoGANBody) else None
         stages = body.stages if body is not None else infogan_stages(shape.size)
         width, max_width, hidden = (body.widths[0], max(body.widths), body.out_dim) if body is not None else (64, 512, 1024)
-        generator = Generator(self.latent_dim, shape, stages, width=width, max_width=max_width, hidden=hidden, batch_norm=self.batch_norm)
         if stage_size(shape.size, stages) < 1:
             raise ConfigError("dataset.image_size", f"{shape.size}-px images are too small for InfoGAN's {stages} stages")
+        generator = Generator(self.latent_dim, shape, stages, width=width, max_width=max_width, hidden=hidden, batch_norm=self.batch_norm)
         return InfoGANNet(backbone, generator, self.num_codes, self.continuous, self.leaky_slope, self.batch_norm)
 
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:

@@ -674,6 +674,13 @@ def _nearest_to_centre(rows: Any, members: np.ndarray, nearest: int, block: int 
     return members[best[np.argsort(-sim[best], kind="stable")]]
 
 
+def _tile_size(h: int, w: int, rows: int) -> tuple[float, int]:
+    """A mosaic's on-screen tile (48-80 px, smaller only when many rows would make the page too
+    tall) and the whole-pixel enlargement of h×w images to about that size."""
+    tile = max(24.0, min(float(np.clip(2 * max(h, w), 48, 80)), MONTAGE_MAX_HEIGHT / rows))
+    return tile, max(1, int(tile // max(h, w)))
+
+
 def _to_rgb_tiles(tiles: np.ndarray) -> np.ndarray:
     """n×C×H×W (or n×H×W) uint8 or [0, 1] floats → n×H×W×3 uint8."""
     if tiles.ndim == 3:
@@ -770,8 +777,7 @@ def plot_cluster_montage(
     # Tiles of 48-80 px on screen, smaller only when many rows would make the page too tall.
     # Small images are enlarged by whole pixels in the mosaic itself, so the gaps between
     # tiles stay thin on screen (a 2-px gap beside an 8-px digit would be a quarter tile).
-    tile = max(24.0, min(float(np.clip(2 * max(h, w), 48, 80)), MONTAGE_MAX_HEIGHT / rows))
-    factor = max(1, int(tile // max(h, w)))
+    tile, factor = _tile_size(h, w, rows)
     tiles = _to_rgb_tiles(_rows_of(images, np.concatenate(picks.members)))
     if factor > 1:
         tiles = tiles.repeat(factor, axis=1).repeat(factor, axis=2)
@@ -823,8 +829,7 @@ def plot_image_grid(grid: np.ndarray, path: PathLike, *, row_label: str = "row {
     if grid.ndim != 5 or grid.dtype != np.uint8:
         raise ValueError(f"expected an R×n×C×H×W uint8 grid, got {grid.dtype} {tuple(grid.shape)}")
     rows, cols, _, h, w = grid.shape
-    tile = max(24.0, min(float(np.clip(2 * max(h, w), 48, 80)), MONTAGE_MAX_HEIGHT / rows))
-    factor = max(1, int(tile // max(h, w)))
+    tile, factor = _tile_size(h, w, rows)
     tiles = _to_rgb_tiles(grid.reshape(rows * cols, *grid.shape[2:]))
     if factor > 1:
         tiles = tiles.repeat(factor, axis=1).repeat(factor, axis=2)
