@@ -18,7 +18,7 @@ from clusterbench.report.runs import RunRecord
 from clusterbench.report.table import (INTERNAL_NOTE, LABELLED_NOTE, PROBE_NOTE, Grid, Report, grid_note, grid_tables, internal_rows,
                                        layout, mean_std, pct, shared_note)
 
-RUN_PLOTS = ("curves.png", "confusion.png", "embedding.png", "clusters.png")  # what a run folder may hold (clusterbench.run)
+RUN_PLOTS = ("curves.png", "confusion.png", "embedding.png", "clusters.png", "samples.png")  # what a run folder may hold (clusterbench.run)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 100%; }
