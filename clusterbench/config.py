@@ -44,6 +44,7 @@ class Optimizer(str, Enum):
     sgd = "sgd"
     adam = "adam"
     lars = "lars"
+    rmsprop = "rmsprop"
 
 
 class GradSync(str, Enum):
@@ -87,6 +88,16 @@ class Decoder(str, Enum):
 class QOptimizer(str, Enum):
     discriminator = "discriminator"  # the official code: Q's head with D's variables, L_I in D's loss too
     generator = "generator"  # the paper's min over G and Q: Q's head with G's optimiser
+
+
+class PartMixture(str, Enum):
+    official = "official"  # the official code: each part's mixture weights are the raw presences a_km
+    paper = "paper"  # the paper's Eq.: a_km normalised over the candidates (and the dummy)
+
+
+class TemplateNonlin(str, Enum):
+    sigmoid = "sigmoid"  # the MNIST configuration's
+    relu1 = "relu1"  # min(max(x, 0), 1): the code's default elsewhere
 
 
 class Cifar100Targets(str, Enum):
@@ -311,6 +322,36 @@ class InfoGANConfig(DeepMethodConfig):
     batch_norm: bool = True  # BatchNorm in G and Q's head (false: an ablation; exact DDP equality tests)
 
 
+@dataclass
+class SCAEConfig(DeepMethodConfig):
+    """The Stacked Capsule Autoencoder; owned by clusterbench/methods/scae.py. Defaults: the
+    official MNIST configuration (run_mnist.sh), 40 part and 32 object capsules."""
+
+    part_capsules: int = 40  # M
+    object_capsules: int = 32  # K
+    special_features: int = 16  # each part's feature vector (→ template intensity, object encoder)
+    template_size: int = 11  # T: each part's learned T×T template (and alpha)
+    template_nonlin: TemplateNonlin = TemplateNonlin.sigmoid
+    canvas_size: Optional[int] = None  # images are placed on a zero canvas this big (MNIST: 40); null: the image size
+    random_shift: bool = True  # training places each image at a uniformly random offset on the canvas (the code's pad_and_shift)
+    presence_noise: float = 4.0  # U(−w/2, w/2) added to presence logits in training (parts and objects)
+    pixel_std: float = 1.0  # σ of the pixel mixture's Normals (the code's, fixed)
+    set_layers: int = 3  # Set Transformer self-attention blocks
+    set_heads: int = 1
+    set_dim: int = 16  # width inside the Set Transformer
+    set_output_dim: int = 256  # each object capsule's feature vector
+    capsule_params: int = 32  # per-object-capsule MLP's output (the capsule parameters)
+    capsule_hidden: int = 128
+    part_mixture: PartMixture = PartMixture.official
+    caps_ll_weight: float = 1.0
+    dynamic_l2_weight: float = 10.0
+    prior_within_weight: float = 2.0
+    prior_between_weight: float = 0.35
+    posterior_within_weight: float = 0.7
+    posterior_between_weight: float = 0.2
+    prior_within_constant: Optional[float] = None  # null: K / clusters (the code's 3.2); run_mnist.sh's unused flag says 4.3
+
+
 # --- clustering stage ---------------------------------------------------------------
 # ``cluster=...``: how a trained method's features become clusters (clusterbench.stages).
 
@@ -434,6 +475,15 @@ class InfoGANBodyConfig(BackboneConfig):
     batch_norm: bool = True  # after every conv but the first, and after the FC
 
 
+@dataclass
+class CapsuleConvConfig(BackboneConfig):
+    """SCAE's part encoder CNN: 3×3 convs, ReLU, a spatial map out (out_dim = widths[-1])."""
+
+    widths: list[int] = field(default_factory=lambda: [128, 128, 128, 128])
+    strides: list[int] = field(default_factory=lambda: [2, 2, 1, 1])
+    padding: str = "valid"  # valid (the code's) | same (keeps small images' maps)
+
+
 # --- augmentation --------------------------------------------------------------------
 
 
@@ -494,6 +544,8 @@ class TrainerConfig:
     weight_decay: float = 5e-4
     lars_eta: float = 0.001  # LARS trust coefficient η
     lars_clip: bool = False  # LARS: step lr·min(trust/lr, 1) (apex LARC's clip mode)
+    rmsprop_alpha: float = 0.9  # RMSProp's mean-square decay (TensorFlow's default 0.9; torch's own: 0.99)
+    rmsprop_eps: float = 1e-3  # added to √(mean square): TF's ε inside the root ≈ this ε² (SCAE: 6e-7 ≈ (7.8e-4)²)
     schedule: Schedule = Schedule.cosine
     warmup_epochs: float = 0.0
     min_lr: float = 0.0
@@ -554,7 +606,7 @@ STAGE_SCHEMAS: dict[str, type] = {"own": StageConfig, "kmeans": KMeansStageConfi
 
 # the schema each conf/backbone/*.yaml names in its defaults (/schema/backbone/<name>)
 BACKBONE_SCHEMAS: dict[str, type] = {"base": BackboneConfig, "convnet": ConvNetConfig, "strided": StridedConvNetConfig, "resnet": ResNetConfig,
-                                     "mlp": MLPConfig, "infogan": InfoGANBodyConfig}
+                                     "mlp": MLPConfig, "infogan": InfoGANBodyConfig, "capsule": CapsuleConvConfig}
 
 
 @dataclass
@@ -621,6 +673,7 @@ def register_schemas() -> None:
     cs.store(group="schema/method", name="deepcluster", node=DeepClusterConfig)
     cs.store(group="schema/method", name="mice", node=MiCEConfig)
     cs.store(group="schema/method", name="infogan", node=InfoGANConfig)
+    cs.store(group="schema/method", name="scae", node=SCAEConfig)
     cs.store(group="schema/trainer", name="base", node=TrainerConfig)
     for name, node in BACKBONE_SCHEMAS.items():
         cs.store(group="schema/backbone", name=name, node=node)

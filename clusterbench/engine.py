@@ -178,7 +178,8 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     else:
         # under DDP the method's whole step is the one forward whose backward all-reduces the gradients
         run_step = D.wrap_step(model, method.training_step, device, ctx.grad_sync, method.unused_parameters)
-        optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.lars_eta, cfg.lars_clip)
+        optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.lars_eta, cfg.lars_clip,
+                                    cfg.rmsprop_alpha, cfg.rmsprop_eps)
         optimizers = [optimizer]
     if cfg.compile:
         # in place: state_dict keys stay the same. mode "reduce-overhead" replays CUDA graphs,
@@ -456,7 +457,7 @@ def check_trainer(cfg: Any, dist: D.DistInfo, device: torch.device) -> None:
         raise ConfigError("trainer.warmup_epochs" if cfg.warmup_epochs < 0 else "trainer.min_lr", "must not be negative")
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:
         raise ConfigError("trainer.grad_clip", f"{cfg.grad_clip} is not a norm; use a positive value or null")
-    check_optimizer_values(cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.lars_eta)
+    check_optimizer_values(cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.lars_eta, cfg.rmsprop_alpha, cfg.rmsprop_eps)
     precision = str(getattr(cfg.precision, "value", cfg.precision))
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError("trainer.precision", "fp16 autocast needs a CUDA device; use bf16 or fp32 on the CPU")

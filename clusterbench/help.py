@@ -17,6 +17,7 @@ METHODS = {
     "mice": "MiCE: a mixture of contrastive experts with a gating network (EM)",
     "ae": "autoencoder; its bottleneck clustered by a GMM (or k-means)",
     "infogan": "InfoGAN: a GAN whose categorical code the recognition network Q clusters by",
+    "scae": "Stacked Capsule Autoencoder: k-means on the presences of object capsules that explain part capsules",
     "kmeans": "k-means on raw pixels (the papers' baseline row)",
     "gmm": "Gaussian mixture on raw pixels",
 }

@@ -51,33 +51,47 @@ class LARS(torch.optim.Optimizer):
 
 
 def build_optimizer(name: str, params: list[nn.Parameter], lr: float, momentum: float, weight_decay: float,
-                    lars_eta: float = 0.001, lars_clip: bool = False) -> torch.optim.Optimizer:
-    """``trainer.optimizer``: sgd | adam | lars (with ``trainer.lars_eta`` and ``trainer.lars_clip``)."""
-    name = check_optimizer_values(name, lr, weight_decay, lars_eta)
+                    lars_eta: float = 0.001, lars_clip: bool = False, rmsprop_alpha: float = 0.9,
+                    rmsprop_eps: float = 1e-3) -> torch.optim.Optimizer:
+    """``trainer.optimizer``: sgd | adam | lars (with ``trainer.lars_eta`` and ``trainer.lars_clip``)
+    | rmsprop (with ``trainer.momentum``, ``trainer.rmsprop_alpha`` and ``trainer.rmsprop_eps``).
+
+    RMSProp is torch's, which differs from TensorFlow 1's (SCAE's) in two details: torch adds ε
+    outside the root (TF inside: √(ms + ε_TF) ≈ √ms + √ε_TF where the gradients vanish, hence
+    the default 1e-3 ≈ √6e-7) and starts the mean square at 0 (TF at 1, which damps TF's first
+    few hundred steps)."""
+    name = check_optimizer_values(name, lr, weight_decay, lars_eta, rmsprop_alpha, rmsprop_eps)
     if not params:
         raise ConfigError("method", "the method has no trainable parameters")
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=rmsprop_alpha, eps=rmsprop_eps, momentum=momentum, weight_decay=weight_decay)
     return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=lars_eta, clip=lars_clip)
 
 
-OPTIMIZERS = ("sgd", "adam", "lars")
+OPTIMIZERS = ("sgd", "adam", "lars", "rmsprop")
 
 
-def check_optimizer_values(name: Any, lr: float, weight_decay: float, lars_eta: float = 0.001) -> str:
+def check_optimizer_values(name: Any, lr: float, weight_decay: float, lars_eta: float = 0.001,
+                           rmsprop_alpha: float = 0.9, rmsprop_eps: float = 1e-3) -> str:
     """The optimiser's name, after one-line errors for impossible settings (also called before
     any data is read, so a wrong value costs no loading)."""
     name = str(getattr(name, "value", name))
     if name not in OPTIMIZERS:
-        raise ConfigError("trainer.optimizer", f"'{name}' is not an optimizer; use sgd, adam or lars")
+        raise ConfigError("trainer.optimizer", f"'{name}' is not an optimizer; use sgd, adam, lars or rmsprop")
     if lr <= 0:
         raise ConfigError("trainer.lr", f"{lr} is not a learning rate; use a positive value")
     if weight_decay < 0:
         raise ConfigError("trainer.weight_decay", f"{weight_decay} is negative; use 0 or more")
     if name == "lars" and lars_eta <= 0:
         raise ConfigError("trainer.lars_eta", f"{lars_eta} is not a trust coefficient; use a positive value (SwAV: 0.001, solo-learn: 0.02)")
+    if name == "rmsprop" and not 0.0 <= rmsprop_alpha < 1.0:
+        raise ConfigError("trainer.rmsprop_alpha", f"{rmsprop_alpha} is not a decay in [0, 1); use 0.9 (TensorFlow's) or 0.99 (torch's)")
+    if name == "rmsprop" and not rmsprop_eps > 0:
+        raise ConfigError("trainer.rmsprop_eps", f"{rmsprop_eps} must be positive (the default 1e-3 matches TensorFlow's ε 1e-6 inside the root)")
     return name
 
 

@@ -13,6 +13,7 @@ Keys every state has:
   linear classifier's softmax, SCAN's clustering head);
 - ``num_clusters``;
 - ``normalize``: L2-normalise the features first (the contrastive methods' geometry);
+- optionally ``columns``: keep only the features' first ``columns`` first;
 - optionally ``pca_mean`` and ``pca_components``: project ``(x − mean) @ componentsᵀ`` first.
 
 Kind-specific keys: ``centroids`` and ``spherical`` (kmeans); ``weights``, ``means``,
@@ -42,11 +43,14 @@ def _np(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def kmeans_state(centroids: ArrayLike, *, normalize: bool, spherical: bool = False, pca: Optional[dict[str, np.ndarray]] = None) -> dict[str, np.ndarray]:
-    """The state of a k-means fit on (optionally normalised / projected) features."""
+def kmeans_state(centroids: ArrayLike, *, normalize: bool, spherical: bool = False, pca: Optional[dict[str, np.ndarray]] = None,
+                 columns: Optional[int] = None) -> dict[str, np.ndarray]:
+    """The state of a k-means fit on (optionally normalised / projected) features; ``columns``:
+    the fit saw only the features' first ``columns`` (SCAE's object presences, before its posterior sums)."""
     c = _np(centroids).astype(np.float32)
     return {"kind": np.asarray("kmeans"), "num_clusters": np.asarray(len(c)), "normalize": np.asarray(normalize),
-            "centroids": c, "spherical": np.asarray(spherical), **(pca or {})}
+            "centroids": c, "spherical": np.asarray(spherical), **(pca or {}),
+            **({"columns": np.asarray(columns)} if columns is not None else {})}
 
 
 def gmm_state(model: Any, *, normalize: bool = False, pca: Optional[dict[str, np.ndarray]] = None) -> dict[str, np.ndarray]:
@@ -84,6 +88,8 @@ def pca_of(model: Any) -> dict[str, np.ndarray]:
 def project(features: ArrayLike, state: dict[str, Any]) -> torch.Tensor:
     """The features the clustering was fitted on: normalised and/or PCA-projected as the state says."""
     x = torch.as_tensor(features).float()
+    if "columns" in state:
+        x = x[:, : int(state["columns"])]
     if bool(state["normalize"]):
         x = F.normalize(x, dim=1)
     if "pca_components" in state:

@@ -51,6 +51,7 @@ from clusterbench.cluster.state import posterior_state
 from clusterbench.errors import ConfigError
 from clusterbench.methods.base import require_positive
 from clusterbench.methods.deep import Batch, DeepMethod, InputShape
+from clusterbench.methods.streams import RankStream
 
 Q_OPTIMIZERS = ("discriminator", "generator")
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -207,8 +208,7 @@ class InfoGAN(DeepMethod):
         self.generator_lr_scale, self.betas = float(generator_lr_scale), (float(beta1), float(beta2))
         self.q_optimizer, self.leaky_slope, self.batch_norm = q_optimizer, float(leaky_slope), bool(batch_norm)
         self.num_codes = 0  # K, fixed by configure_clusters before setup
-        self.latent_gen: Optional[torch.Generator] = None  # on the device, made at the first step
-        self._latent_state: Optional[torch.Tensor] = None  # a resumed state waiting for that generator
+        self.latents = RankStream(salt=11)  # the latent codes' stream (on the device, checkpointed)
 
     @property
     def latent_dim(self) -> int:
@@ -248,19 +248,10 @@ class InfoGAN(DeepMethod):
 
         Drawn for the global batch from a stream that is the same on every rank (each keeps its
         rows), so the run does not depend on the number of ranks; on the device, no host copy."""
-        if self.latent_gen is None or self.latent_gen.device.type != device.type:
-            self.latent_gen = torch.Generator(device=device)
-            self.latent_gen.manual_seed(self.seed * 1_000_003 + 11)
-            if self._latent_state is not None:
-                self.latent_gen.set_state(self._latent_state)
-                self._latent_state = None
-        world = self.dist.world_size
-        total = batch * world
-        noise = torch.rand(total, self.noise_dim, device=device, generator=self.latent_gen) * 2 - 1
-        codes = torch.randint(self.num_codes, (total,), device=device, generator=self.latent_gen)
-        continuous = torch.rand(total, self.continuous, device=device, generator=self.latent_gen) * 2 - 1
-        mine = slice(self.dist.rank * batch, (self.dist.rank + 1) * batch)
-        noise, codes, continuous = noise[mine], codes[mine], continuous[mine]
+        self.latents.bind(self.seed, self.dist)
+        noise = self.latents.uniform(batch, self.noise_dim, device=device, low=-1.0, high=1.0)
+        codes = self.latents.integers(self.num_codes, batch, device=device)
+        continuous = self.latents.uniform(batch, self.continuous, device=device, low=-1.0, high=1.0)
         latent = torch.cat([noise, F.one_hot(codes, self.num_codes).to(noise.dtype), continuous], dim=1)
         return latent, codes, continuous
 
@@ -336,12 +327,8 @@ class InfoGAN(DeepMethod):
         return grid, "code {}", "InfoGAN samples: a row per categorical code, a column per noise draw (continuous codes 0)"
 
     def method_state(self) -> dict[str, Any]:
-        if self.latent_gen is not None:
-            return {"latent_gen": self.latent_gen.get_state()}
-        return {"latent_gen": self._latent_state} if self._latent_state is not None else {}
+        state = self.latents.state()
+        return {"latent_gen": state} if state is not None else {}
 
     def load_method_state(self, state: dict[str, Any]) -> None:
-        if "latent_gen" in state:
-            self._latent_state = state["latent_gen"].cpu()
-            self.latent_gen = None  # remade on the device at the next step, from this state
-
+        self.latents.load(state.get("latent_gen"))
