@@ -382,7 +382,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
             scores, ids, features, _ = evaluate_now()
             record.update(scores)
             if dist.is_main:
-                record.update(health.measure(ids, features))
+                record.update(health.measure(ids, features if method.signed_features else None))
         history.append(record)
         health.on_epoch(record)
         if dist.is_main:
@@ -402,7 +402,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     # the last checkpoint, and it is what the run exports (model.pt)
     scores, ids, features, final = evaluate_now(final=True)
     if dist.is_main:
-        scores.update(health.measure(ids, features))
+        scores.update(health.measure(ids, features if method.signed_features else None))
     if history:
         new = {key: v for key, v in scores.items() if key not in history[-1]}
         history[-1].update(scores)

@@ -90,9 +90,14 @@ class HealthMonitor:
         self.warnings.append(entry)
         log.warning("health: %s at %sepoch %d: %s (hint: %s)", sign, f"{self.step} " if self.step else "", epoch, detail, HINTS[sign])
 
-    def measure(self, ids: np.ndarray, features: torch.Tensor) -> dict[str, float]:
-        """An evaluation's collapse measures, for its metrics.jsonl line (``on_epoch`` judges them)."""
-        return {"effective_clusters": effective_clusters(ids) if len(ids) else float(self.k), "feature_cosine": mean_pairwise_cosine(features)}
+    def measure(self, ids: np.ndarray, features: Optional[torch.Tensor]) -> dict[str, float]:
+        """An evaluation's collapse measures, for its metrics.jsonl line (``on_epoch`` judges them);
+        ``features`` None: no cosine measure (features that are probabilities, SCAE's presences,
+        all lie in the positive orthant, where a high mean cosine is no sign of collapse)."""
+        measures = {"effective_clusters": effective_clusters(ids) if len(ids) else float(self.k)}
+        if features is not None:
+            measures["feature_cosine"] = mean_pairwise_cosine(features)
+        return measures
 
     def on_epoch(self, record: Mapping[str, Any]) -> None:
         """Signs in one epoch's metrics.jsonl line (a resumed run replays its history here)."""

@@ -98,6 +98,9 @@ class DeepMethod(Method):
     #: the method steps optimisers of its own inside ``training_step`` (a GAN's D, then G):
     #: it builds them in ``configure_optimizers`` and calls ``self.optimize(name, loss)``
     owns_optimizers: bool = False
+    #: ``embed``'s features may point anywhere: a mean pairwise cosine near 1 means they
+    #: collapsed (False for probabilities, SCAE's presences, all in the positive orthant)
+    signed_features: bool = True
 
     def __init__(self, num_clusters: Optional[int] = None, kmeans_restarts: int = 3) -> None:
         super().__init__(num_clusters)

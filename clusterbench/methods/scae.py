@@ -194,6 +194,7 @@ class SCAE(DeepMethod):
     augmented = False  # the paper's only augmentation is the canvas shift, made here
     own_assignment = True  # cluster=own: k-means on the object presences (the paper's read-out)
     views_needed = 1
+    signed_features = False  # presences in [0, 1]: the health check's cosine would cry collapse
 
     def __init__(
         self,
