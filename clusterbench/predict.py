@@ -169,7 +169,9 @@ def embed_images(
         return method, extract_features(images, RunContext(device=device, seed=int(run_cfg.seed), backbone=backbone, progress=progress))
     method.configure_clusters(int(state["num_clusters"]))
     method.seed = int(run_cfg.seed)
-    model = method.setup(backbone, InputShape(c, h))
+    # the run's channel statistics: methods that work in pixel units (SCAE's canvas) undo the standardisation
+    mean, std = (None if state.get(k) is None else tuple(float(v) for v in torch.as_tensor(state[k]).flatten()) for k in ("mean", "std"))
+    model = method.setup(backbone, InputShape(c, h, mean, std))
     model.load_state_dict(state["state_dict"])
     method.model = model
     model.to(device)

@@ -62,7 +62,7 @@ def test_kmeans_finds_the_synthetic_classes(run_cli):
 
 
 BAD_INPUTS = [
-    (("method=foo",), "method=foo is not a known option; choose one of: ae, deepcluster, gmm, infogan, kmeans, mice, moco, pcl, swav"),
+    (("method=foo",), "method=foo is not a known option; choose one of: ae, deepcluster, gmm, infogan, kmeans, mice, moco, pcl, scae, swav"),
     (("dataset=cifar11",), "dataset=cifar11 is not a known option"),
     (("method.nitre=3",), "unknown config key 'method.nitre'; valid keys there: backend"),
     (("bogus=1",), "unknown config key 'bogus'"),

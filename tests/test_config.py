@@ -15,10 +15,10 @@ def options(group: str) -> list[str]:
 
 
 def test_groups_hold_the_expected_options():
-    assert set(options("method")) == {"kmeans", "gmm", "ae", "moco", "pcl", "swav", "deepcluster", "mice", "infogan"}
+    assert set(options("method")) == {"kmeans", "gmm", "ae", "moco", "pcl", "swav", "deepcluster", "mice", "infogan", "scae"}
     assert set(options("dataset")) == {"mnist", "cifar10", "cifar100", "stl10", "imagenet_dog", "digits", "synthetic", "folder", "array"}
     assert set(options("hardware")) == {"cpu", "gpu", "auto", "ddp"}
-    assert {"pixels", "convnet", "strided", "resnet18", "resnet34", "resnet50", "mlp", "infogan"} <= set(options("backbone"))
+    assert {"pixels", "convnet", "strided", "resnet18", "resnet34", "resnet50", "mlp", "infogan", "capsule"} <= set(options("backbone"))
     assert {"mnist", "mocov2", "multicrop", "none"} <= set(options("augment"))
 
 

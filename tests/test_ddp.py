@@ -39,6 +39,11 @@ CASES = {
     "ae": ["method=ae", "method.embedding_dim=4", "method.decoder_hidden=[32]"],
     # two optimisers stepped inside the step (D then G), each all-reduced after its backward
     "infogan": ["method=infogan", "method.noise_dim=8", "method.batch_norm=false", "trainer.lr=2e-4"],
+    # presence noise drawn for the global batch; the between-example sparsity terms are per-rank
+    # batch statistics (as on one GPU per rank), so the equality holds with them off
+    "scae": ["method=scae", "method.part_capsules=4", "method.object_capsules=3", "method.template_size=3", "method.set_output_dim=8",
+             "method.capsule_hidden=8", "method.prior_between_weight=0", "method.posterior_between_weight=0", "trainer.optimizer=rmsprop",
+             "trainer.lr=1e-3"],
 }
 # The same methods with BatchNorm (per-rank statistics) and their cross-rank parts: each must
 # finish (a collective only one rank enters would hang) and log what only works when the ranks
@@ -57,13 +62,15 @@ BN_CASES = {
                        "method.feature_dim=8"],
     "mice": ["method=mice", "method.queue_size=40", "method.feature_dim=8"],
     "infogan": ["method=infogan", "method.noise_dim=8", "trainer.lr=2e-4"],
+    "scae": ["method=scae", "method.part_capsules=4", "method.object_capsules=3", "method.template_size=3", "method.set_output_dim=8",
+             "method.capsule_hidden=8", "trainer.optimizer=rmsprop", "trainer.lr=1e-3"],
 }
 # SCAN's two steps train the pretext network with heads of their own (the pretext method's
 # projection heads and key encoders get no gradients there: DDP must know)
 BN_CASES["moco+scan"] = [*BN_CASES["moco"], "cluster=scan", "cluster.num_neighbors=5", "cluster.num_heads=2", "cluster.epochs=2",
                          "cluster.batch_size=16", "cluster.selflabel_epochs=2", "cluster.selflabel_batch_size=32", "cluster.threshold=0.2"]
 # what the last epoch's metrics.jsonl line must hold for each
-LOGGED = {"moco+scan": "confident", "moco": "nmi", "pcl": "estep_k6_inertia", "swav": "queue_used", "deepcluster-v1": "nmi_prev", "deepcluster-v2": "nmi_prev", "mice": "mu_shift", "infogan": "q_code_acc"}
+LOGGED = {"moco+scan": "confident", "moco": "nmi", "pcl": "estep_k6_inertia", "swav": "queue_used", "deepcluster-v1": "nmi_prev", "deepcluster-v2": "nmi_prev", "mice": "mu_shift", "infogan": "q_code_acc", "scae": "posterior_between"}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

@@ -33,10 +33,13 @@ METHODS = {
     "mice": [*DEEP, "method=mice", "method.queue_size=40", "method.feature_dim=8"],
     "infogan": [*DATA, "method=infogan", "trainer.batch_size=32", "trainer.epochs=2", "trainer.eval_every=0", "backbone.width=8",
                 "backbone.hidden=32", "method.noise_dim=8", "trainer.lr=2e-4"],
+    "scae": [*DATA, "method=scae", "trainer.batch_size=32", "trainer.epochs=2", "trainer.eval_every=0", "backbone.widths=[8,8]",
+             "backbone.strides=[2,1]", "method.part_capsules=4", "method.object_capsules=3", "method.template_size=3",
+             "method.set_output_dim=8", "method.capsule_hidden=8", "trainer.optimizer=rmsprop", "trainer.lr=1e-3"],
 }
 KINDS = {"kmeans": "kmeans", "kmeans-pca-spherical": "kmeans", "gmm": "gmm", "ae-gmm": "gmm", "ae-kmeans": "kmeans", "moco": "kmeans",
          "pcl": "kmeans", "swav-prototypes": "prototypes", "swav-kmeans": "kmeans", "deepcluster": "kmeans", "mice": "posterior",
-         "infogan": "posterior"}
+         "infogan": "posterior", "scae": "kmeans"}
 
 
 def read_csv(path):

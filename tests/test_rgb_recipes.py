@@ -47,6 +47,7 @@ SOURCELESS = {
     "swav_stl10", "swav_imagenet_dog", "deepcluster_stl10", "deepcluster_imagenet_dog",  # solo-learn: CIFAR only
     "mice_imagenet_dog",  # in the paper, not in the official code
     *(f"infogan_{d}" for d in (*RGB, "digits")),  # InfoGAN clusters MNIST only
+    *(f"scae_{d}" for d in (*RGB, "digits")),  # SCAE's official code ships MNIST's settings only
     # digits is this project's offline demo set; on MNIST only the reference study's MoCo and AE(GMM) have settings
     *(f"{m}_digits" for m in ("moco", "pcl", "swav", "deepcluster", "mice")), "pcl_mnist", "swav_mnist", "deepcluster_mnist", "mice_mnist",
 }
@@ -202,6 +203,7 @@ SHRINK = {
     "pcl": ["+backbone.width=8", "method.num_prototypes=[4,8]", "method.warmup_epochs=0"],
     "deepcluster": ["+backbone.width=8", "method.num_prototypes=8"],
     "infogan": ["backbone.width=8", "backbone.hidden=32", "method.noise_dim=8"],  # its own body is the method's default backbone
+    "scae": ["backbone.widths=[8,8,8,8]", "method.part_capsules=6", "method.object_capsules=4", "method.set_output_dim=16"],
 }
 IMAGES = {"cifar10": 16, "cifar100": 32, "stl10": 16, "imagenet_dog": 16}  # labelled images fitted and scored
 SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "stl10": (3, 96, 96), "imagenet_dog": (3, 96, 96)}
