@@ -24,7 +24,7 @@ from typing import Optional
 
 from _common import SHARED_DATA, mean_std, run_clusterbench
 
-METHODS = ["kmeans", "gmm", "ae", "moco", "pcl", "swav", "deepcluster", "mice", "infogan"]
+METHODS = ["kmeans", "gmm", "ae", "moco", "pcl", "swav", "deepcluster", "mice", "infogan", "scae"]
 CLASSICAL = {"kmeans", "gmm"}
 
 

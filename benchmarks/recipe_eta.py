@@ -30,7 +30,7 @@ from _common import run_clusterbench
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import formats  # noqa: E402 — the tests' writers of tiny files in the real formats
 
-METHODS = ("moco", "pcl", "swav", "deepcluster", "mice", "ae", "infogan")
+METHODS = ("moco", "pcl", "swav", "deepcluster", "mice", "ae", "infogan", "scae")
 DATASETS = ("cifar10", "cifar100", "stl10", "imagenet_dog", "mnist", "digits")
 REAL_SIZE = {"cifar10": 60_000, "cifar100": 60_000, "stl10": 13_000, "imagenet_dog": 19_500, "mnist": 70_000, "digits": 1_797}
 STL10_UNLABELLED = 100_000

@@ -96,6 +96,11 @@ def test_pixel_mixture_against_a_direct_loop():
                                                 for ch in range(2)) for c in range(4))
                 total += math.log(p)
         assert got[b].item() == pytest.approx(total, rel=1e-5)
+    # a constant background component, passed on its own, is the same as a (J+1)-th image of it
+    value, logit = torch.rand(2, generator=g), torch.tensor(0.4)
+    with_bg = C.pixel_mixture_log_likelihood(image, means, logits, std, (value, logit))
+    stacked = torch.cat([means, value.view(1, 1, 2, 1, 1).expand(2, 1, 2, 3, 3)], dim=1)
+    assert torch.allclose(with_bg, C.pixel_mixture_log_likelihood(image, stacked, torch.cat([logits, logit.expand(2, 1, 3, 3)], dim=1), std), rtol=1e-6)
 
 
 @pytest.mark.parametrize("normalized", [False, True])
@@ -157,7 +162,8 @@ def test_the_model_has_the_papers_shapes():
     x = torch.randn(3, 1, 12, 12)
     out = method.forward(x, training=True)
     assert out["parts"]["pose"].shape == (3, 5, 3, 3) and out["parts"]["presence"].shape == (3, 5) and out["parts"]["features"].shape == (3, 5, 3)
-    assert out["means"].shape == (3, 6, 1, 14, 14) and out["mixing"].shape == (3, 6, 14, 14)  # M templates + the background
+    assert out["means"].shape == (3, 5, 1, 14, 14) and out["mixing"].shape == (3, 5, 14, 14)  # M templates (and a background)
+    assert out["background"][0].shape == (1,) and out["background"][1].shape == ()
     assert out["objects"]["votes"].shape == (3, 4, 5, 6) and out["objects"]["presence"].shape == (3, 4)
     assert out["posterior"].shape == (3, 5, 4) and bool((out["posterior"].sum(-1) <= 1 + 1e-6).all())
     feats = method.embed(x)

@@ -11,6 +11,7 @@ two rows of a 3×3 matrix, 6 numbers, and composing poses is a matrix product.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -58,17 +59,35 @@ def normal_log_density(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | 
     return -0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2.0 * math.pi)
 
 
-def pixel_mixture_log_likelihood(image: torch.Tensor, means: torch.Tensor, mixing_logits: torch.Tensor, std: float) -> torch.Tensor:
+def pixel_mixture_log_likelihood(
+    image: torch.Tensor,
+    means: torch.Tensor,
+    mixing_logits: torch.Tensor,
+    std: float,
+    background: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+) -> torch.Tensor:
     """log p(image) per example (B), summed over pixels: at each pixel a mixture of J Normals
     of std ``std`` over the channels jointly,
 
         log p(y) = Σ_pixels log Σ_j softmax_j(mixing_logits) · Π_c N(y_c; means_jc, std²)
 
-    image B×C×H×W; means B×J×C×H×W (the rendered templates and the background); mixing_logits
-    B×J×H×W (each template's rendered alpha + log presence, and the background's)."""
-    log_mix = torch.log_softmax(mixing_logits.float(), dim=1)  # B×J×H×W
-    log_density = normal_log_density(image.float().unsqueeze(1), means.float(), std).sum(2)  # B×J×H×W
-    return torch.logsumexp(log_mix + log_density, dim=1).flatten(1).sum(1)
+    image B×C×H×W; means B×J×C×H×W (the rendered templates); mixing_logits B×J×H×W (each
+    template's rendered alpha + log presence). ``background`` = (its value per channel C, its
+    mixing logit, a scalar): one more component, constant over the image, added without
+    materialising it as a (J+1)-th image (the mixture is the step's largest tensor)."""
+    x = image.float()
+    scale = -0.5 / std**2
+    # the Normal's normaliser is the same for every component: out of the log-sum-exp, added once
+    constant = x.shape[1] * (-math.log(std) - 0.5 * math.log(2.0 * math.pi))
+    logits = mixing_logits.float()
+    joint = torch.logsumexp(logits + scale * (x.unsqueeze(1) - means.float()).pow(2).sum(2), dim=1)  # B×H×W
+    normaliser = torch.logsumexp(logits, dim=1)
+    if background is not None:
+        value, logit = background
+        logit = logit.float()
+        joint = torch.logaddexp(joint, logit + scale * (x - value.float().view(1, -1, 1, 1)).pow(2).sum(1))
+        normaliser = torch.logaddexp(normaliser, logit.expand_as(normaliser))
+    return (joint - normaliser).flatten(1).sum(1) + constant * x.shape[-1] * x.shape[-2]
 
 
 def part_mixture_log_likelihood(

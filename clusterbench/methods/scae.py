@@ -124,18 +124,23 @@ class PartCapsules(nn.Module):
         """The M templates after their non-linearity (M×1×T×T, in [0, 1])."""
         return torch.sigmoid(self.templates) if self.template_nonlin == "sigmoid" else self.templates.clamp(0.0, 1.0)
 
-    def decode(self, parts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(the mixture's means B×(M+1)×C×S×S, its mixing logits B×(M+1)×S×S, intensities B×M×C)."""
+    def intensities(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Each part's intensity per channel from its special features (B×M×C, in (0, 1))."""
+        return torch.sigmoid(self.intensity(parts["features"].float()))
+
+    def decode(self, parts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The pixel mixture: (the drawn templates' means B×M×C×S×S, their mixing logits
+        B×M×S×S, the background (value per channel C, mixing logit), intensities B×M×C)."""
         b, m = parts["presence"].shape
-        intensity = torch.sigmoid(self.intensity(parts["features"].float()))  # B×M×C
+        intensity = self.intensities(parts)
         stacked = torch.cat([self.template_images(), self.alpha], dim=1)  # M×2×T×T: template and alpha, one warp
         drawn = render(stacked.unsqueeze(0).expand(b, -1, -1, -1, -1).flatten(0, 1), parts["pose"].flatten(0, 1), self.canvas)
-        drawn = drawn.unflatten(0, (b, m))  # B×M×2×S×S
-        means = drawn[:, :, :1] * intensity[..., None, None]  # B×M×C×S×S
-        logits = drawn[:, :, 1] + F.logsigmoid(parts["presence_logit"].float())[..., None, None]
-        background = torch.sigmoid(self.background).view(1, 1, -1, 1, 1).expand(b, 1, -1, self.canvas, self.canvas)
-        background_logit = F.softplus(self.background_logit).expand(b, 1, self.canvas, self.canvas)
-        return torch.cat([means, background], dim=1), torch.cat([logits, background_logit], dim=1), intensity
+        # unbind, not slicing: a slice's backward would zero-fill and copy the whole B×M×2×S×S
+        drawn_template, drawn_alpha = drawn.unflatten(0, (b, m)).unbind(2)  # B×M×S×S each
+        means = drawn_template.unsqueeze(2) * intensity[..., None, None]  # B×M×C×S×S
+        logits = drawn_alpha + F.logsigmoid(parts["presence_logit"].float())[..., None, None]
+        background = (torch.sigmoid(self.background), F.softplus(self.background_logit))
+        return means, logits, background, intensity
 
 
 class ObjectCapsules(nn.Module):
@@ -166,7 +171,8 @@ class ObjectCapsules(nn.Module):
         deformation = deformation.unflatten(-1, (self.parts, POSE))  # B×K×M×6
         ov = geometric_transform(ov_raw)  # B×K×3×3
         op = geometric_transform(deformation + self.static_op)  # B×K×M×3×3
-        votes = pose_vector(ov.unsqueeze(2) @ op)  # B×K×M×6
+        # OV_k · OP_km, top two rows: one batched product per object (not B·K·M tiny 3×3 ones)
+        votes = torch.einsum("bkil,bkmlj->bkmij", ov[:, :, :2], op).flatten(-2)  # B×K×M×6
         logit = logit.squeeze(-1)
         if noise is not None:
             logit, vote_logit = logit + noise[0], vote_logit + noise[1]
@@ -304,8 +310,9 @@ class SCAE(DeepMethod):
         canvas = pixels.new_zeros(b, c, self.canvas * self.canvas)
         return canvas.scatter(2, index, pixels.flatten(2)).view(b, c, self.canvas, self.canvas)
 
-    def forward(self, x: torch.Tensor, training: bool) -> dict[str, Any]:
-        """Both autoencoders on standardised images x: every quantity the loss and read-out need."""
+    def forward(self, x: torch.Tensor, training: bool, reconstruct: bool = True) -> dict[str, Any]:
+        """Both autoencoders on standardised images x: every quantity the loss and read-out need
+        (``reconstruct=False``: not the image's mixture, which the read-out does not use)."""
         net: SCAENet = self.model  # type: ignore[assignment]
         b = len(x)
         canvas = self.place(x, training)
@@ -313,8 +320,12 @@ class SCAE(DeepMethod):
         half = self.presence_noise / 2
         draw = (lambda *shape: self.noise.uniform(b, *shape, device=x.device, low=-half, high=half)) if noisy else None
         parts = net.part_capsules.encode(canvas.to(x.dtype), draw(self.parts) if draw else None)
-        means, mixing, intensity = net.part_capsules.decode(parts)
-        image_ll = pixel_mixture_log_likelihood(canvas, means, mixing, self.pixel_std)
+        if reconstruct:
+            means, mixing, background, intensity = net.part_capsules.decode(parts)
+            image_ll = pixel_mixture_log_likelihood(canvas, means, mixing, self.pixel_std, background)
+        else:
+            means = mixing = background = image_ll = None
+            intensity = net.part_capsules.intensities(parts)
 
         templates = net.part_capsules.template_images().flatten(1)  # M×T²
         coloured = (templates.unsqueeze(0).unsqueeze(2) * intensity.unsqueeze(-1)).flatten(2)  # B×M×C·T²
@@ -325,7 +336,7 @@ class SCAE(DeepMethod):
                                       (draw(self.objects), draw(self.objects, self.parts)) if draw else None)
         parts_ll, posterior = part_mixture_log_likelihood(pose.detach(), presence.detach(), objects["votes"], objects["scales"],
                                                           objects["log_presence"], normalized=self.part_mixture == "paper")
-        return {"canvas": canvas, "parts": parts, "means": means, "mixing": mixing, "image_ll": image_ll,
+        return {"canvas": canvas, "parts": parts, "means": means, "mixing": mixing, "background": background, "image_ll": image_ll,
                 "objects": objects, "parts_ll": parts_ll, "posterior": posterior}
 
     def losses(self, out: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -359,7 +370,7 @@ class SCAE(DeepMethod):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """[object presences max_m a_km (K) | the posterior's per-object sums Σ_m (K)], noise-free,
         the image centred on the canvas."""
-        out = self.forward(x, training=False)
+        out = self.forward(x, training=False, reconstruct=False)
         return torch.cat([out["objects"]["presence"].float(), out["posterior"].float().sum(1)], dim=1)
 
     def predict(self, features: torch.Tensor, k: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
