@@ -108,9 +108,16 @@ def test_the_infogan_budget_recipe_is_the_papers_run_cut_by_the_clock(compose):
     assert cfg.trainer.batch_size == 128 and cfg.trainer.lr == 2e-4 and str(cfg.trainer.schedule.value) == "constant"  # the MNIST recipe's
 
 
+def test_the_scae_budget_recipe_is_the_official_model_at_ten_times_its_rate(compose):
+    cfg = compose("experiment=scae_mnist_10min")
+    assert cfg.method._target_.endswith("SCAE") and cfg.dataset.name == "mnist" and cfg.trainer.max_minutes == 10
+    assert cfg.method.canvas_size == 40 and cfg.method.part_capsules == 40 and cfg.method.object_capsules == 32  # the official run's
+    assert str(cfg.trainer.optimizer.value) == "rmsprop" and cfg.trainer.lr == 3e-4 and cfg.trainer.batch_size == 128
+
+
 def test_every_experiment_is_tested():
     assert set(options("experiment")) == {"moco_cifar10", "pcl_cifar10", "swav_cifar10", "deepcluster_cifar10", "mice_cifar10", "mnist_5min",
-                                          "infogan_mnist_10min"}
+                                          "infogan_mnist_10min", "scae_mnist_10min"}
 
 
 def test_a_recipe_may_choose_its_views_and_backbone_and_the_command_line_wins(compose):

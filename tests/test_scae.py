@@ -272,3 +272,10 @@ def test_the_paper_form_of_the_part_mixture_trains(run_cli):
     r = run_cli(*TINY, "trainer.epochs=1", "method.part_mixture=paper")
     assert r.code == 0, r.err
     assert r.history()[-1]["parts_ll"] <= 0 or math.isfinite(r.history()[-1]["parts_ll"])
+
+
+def test_bf16_on_the_cpu_trains(run_cli):
+    # the attention mask's −(1 − p)·1e32 and the mixtures' log-sum-exps must survive autocast
+    r = run_cli(*TINY, "trainer.epochs=1", "trainer.precision=bf16")
+    assert r.code == 0, r.err
+    assert math.isfinite(r.history()[-1]["loss"])
