@@ -32,8 +32,9 @@ beside it (``posterior_acc``); the linear probe (``eval.linear``) fits on both, 
 Known departures from the code, each for a deterministic read-out or a torch equivalent: the
 presence noise is off in evaluation (the code leaves it on); evaluation centres the image on the
 canvas (the code shifts the test set too); torch's RMSProp (``trainer.optimizer=rmsprop``) adds ε
-outside the root and starts its mean square at 0. The code's online supervised probes are not
-trained (labels never reach training here).
+outside the root and starts its mean square at 0; the background's value starts at sigmoid(0)
+(the code draws its logit Glorot-uniform). The code's online supervised probes are not trained
+(labels never reach training here).
 """
 
 from __future__ import annotations
