@@ -55,6 +55,12 @@ def other_readouts(result: dict) -> dict[str, float]:
             and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def probes(result: dict) -> dict[str, float]:
+    """The kNN and linear probes' ACC where the run had them (``eval.knn=true eval.linear=true``)."""
+    info = result["method_info"]
+    return {k[: -len("_acc")]: float(v) for k, v in info.items() if k in ("knn_acc", "linear_acc") and isinstance(v, (int, float))}
+
+
 def one_run(method: str, dataset: str, seed: int, args: argparse.Namespace, extra: list[str], tmp: Path) -> dict:
     overrides = [f"method={method}", f"dataset={dataset}", f"seed={seed}", "plots.enabled=false", "save_assignments=false", *extra]
     if dataset != "digits":
@@ -96,22 +102,24 @@ def main() -> None:
         row = [" / ".join(mean_std([r[k] for r in by[m, d]]) for k in ("nmi", "acc", "ari")) for d in args.datasets]
         print(f"| {m} | " + " | ".join(row) + " |")
 
-    print("\n| method | dataset | epochs in budget | s per epoch | wall s | E-step share of an epoch | other read-outs, ACC % |\n"
-          "|---|---|---|---|---|---|---|")
+    print("\n| method | dataset | epochs in budget | s per epoch | wall s | E-step share of an epoch | other read-outs, ACC % | probes, ACC % |\n"
+          "|---|---|---|---|---|---|---|---|")
     for m in args.methods:
         for d in args.datasets:
             runs = by[m, d]
             wall = statistics.mean(r["wall_seconds"] for r in runs)
             others = sorted({name for r in runs for name in other_readouts(r)})
             other = ", ".join(f"{name} {mean_std([other_readouts(r)[name] for r in runs if name in other_readouts(r)])}" for name in others) or "-"
+            probe = ", ".join(f"{name} {mean_std([probes(r)[name] for r in runs if name in probes(r)])}"
+                              for name in sorted({n for r in runs for n in probes(r)})) or "-"
             epochs = [r["method_info"].get("epochs") for r in runs if "epochs" in r["method_info"]]
             if not epochs:
-                print(f"| {m} | {d} | - | - | {wall:.0f} | - | {other} |")
+                print(f"| {m} | {d} | - | - | {wall:.0f} | - | {other} | {probe} |")
                 continue
             shares = [r["estep_share"] for r in runs if r["estep_share"] is not None]
             per_epoch = [r["epoch_s"] for r in runs if r["epoch_s"] is not None]
             print(f"| {m} | {d} | {statistics.mean(epochs):.1f} | {f'{statistics.mean(per_epoch):.1f}' if per_epoch else '-'} | {wall:.0f} | "
-                  f"{f'{100 * statistics.mean(shares):.1f} %' if shares else '-'} | {other} |")
+                  f"{f'{100 * statistics.mean(shares):.1f} %' if shares else '-'} | {other} | {probe} |")
 
 
 if __name__ == "__main__":
