@@ -294,11 +294,14 @@ def test_yaml_composes_into_its_schema_and_instantiates(option):
     del raw["defaults"]
     cfg = OmegaConf.merge(OmegaConf.structured(schema), raw)  # fails on a key the schema lacks
     assert cfg.name == option
-    model = instantiate(cfg, in_channels=1, image_size=8)
+    spatial = option == "capsule"  # SCAE's part encoder: a feature map, at its 40-px MNIST canvas (8 px vanish under its strides)
+    size = 40 if spatial else 8
+    model = instantiate(cfg, in_channels=1, image_size=size)
     assert isinstance(model, nn.Module) and isinstance(model.out_dim, int)
     with torch.no_grad():
-        out = model.eval()(torch.randn(2, 1, 8, 8))
-    assert out.shape == (2, model.out_dim)
+        out = model.eval()(torch.randn(2, 1, size, size))
+    assert out.shape == ((2, model.out_dim, 5, 5) if spatial else (2, model.out_dim))
+    assert getattr(model, "spatial", False) == spatial
     if schema is ResNetConfig:
         assert model.depth == int(option.removeprefix("resnet"))
 

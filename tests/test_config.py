@@ -69,7 +69,7 @@ def test_methods_pick_their_backbone_and_datasets_their_views(compose):
     assert compose("dataset=cifar10", "augment=multicrop").augment.local_crops == 6
 
 
-@pytest.mark.parametrize("override", ["trainer.epoch=3", "trainer.optimizer=rmsprop", "trainer.precision=fp8", "augment.hflipp=0.5", "method.queue_size=big"])
+@pytest.mark.parametrize("override", ["trainer.epoch=3", "trainer.optimizer=adagrad", "trainer.precision=fp8", "augment.hflipp=0.5", "method.queue_size=big"])
 def test_trainer_and_augment_typos_fail_at_compose_time(compose, override):
     with pytest.raises(ConfigCompositionException):
         compose(override)
