@@ -108,11 +108,12 @@ def test_the_infogan_budget_recipe_is_the_papers_run_cut_by_the_clock(compose):
     assert cfg.trainer.batch_size == 128 and cfg.trainer.lr == 2e-4 and str(cfg.trainer.schedule.value) == "constant"  # the MNIST recipe's
 
 
-def test_the_scae_budget_recipe_is_the_official_model_at_ten_times_its_rate(compose):
+def test_the_scae_budget_recipe_is_the_official_run_cut_by_the_clock(compose):
     cfg = compose("experiment=scae_mnist_10min")
     assert cfg.method._target_.endswith("SCAE") and cfg.dataset.name == "mnist" and cfg.trainer.max_minutes == 10
     assert cfg.method.canvas_size == 40 and cfg.method.part_capsules == 40 and cfg.method.object_capsules == 32  # the official run's
-    assert str(cfg.trainer.optimizer.value) == "rmsprop" and cfg.trainer.lr == 3e-4 and cfg.trainer.batch_size == 128
+    assert str(cfg.trainer.optimizer.value) == "rmsprop" and cfg.trainer.lr == 3e-5 and cfg.trainer.batch_size == 128
+    assert str(cfg.trainer.schedule.value) == "constant"
 
 
 def test_every_experiment_is_tested():
