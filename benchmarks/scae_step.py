@@ -12,10 +12,12 @@ templates (and their alphas) onto the whole canvas and scores a B×M×S×S pixel
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
 
+from backbone_speed import bare_step_throughput
 from clusterbench.backbones.capsule import CapsuleConvNet
 from clusterbench.methods.deep import InputShape
 from clusterbench.methods.scae import SCAE
@@ -57,13 +59,9 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
-    canvases = method.place(x, training=False)
-
-    def bare() -> None:
-        backbone.zero_grad(set_to_none=True)
-        backbone(canvases).sum().backward()
-
-    full, base = seconds(step, args.steps), seconds(bare, args.steps)
+    full = seconds(step, args.steps)
+    # the physical limit: the part encoder alone, forward + backward + SGD on canvas-sized batches
+    base = args.batch / bare_step_throughput(copy.deepcopy(backbone), (args.batch, 1, args.canvas, args.canvas), args.steps, channels_last=False)
     print(f"SCAE step, batch {args.batch}, {args.parts} parts / {args.objects} objects, {args.canvas}-px canvas, {args.threads} thread(s):")
     print(f"  whole step     {full:.3f} s  ({args.batch / full:.0f} img/s)")
     print(f"  backbone only  {base:.3f} s  ({args.batch / base:.0f} img/s): the step is {full / base:.1f}× the bare backbone")

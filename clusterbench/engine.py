@@ -227,7 +227,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
         log.info("resumed from %s at epoch %d (step %d)%s", path, start_epoch, step, ": training had finished" if finished else "")
     elif ctx.resume:
         log.info("resume=true but %s holds no checkpoint: starting from scratch", out_dir)
-    health = HealthMonitor(k, method.chance_loss(), ctx.step)
+    health = HealthMonitor(k, method.chance_loss(), ctx.step, cosine=method.signed_features)
     for record in history:  # a resumed run's earlier epochs
         health.on_epoch(record)
 
@@ -382,7 +382,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
             scores, ids, features, _ = evaluate_now()
             record.update(scores)
             if dist.is_main:
-                record.update(health.measure(ids, features if method.signed_features else None))
+                record.update(health.measure(ids, features))
         history.append(record)
         health.on_epoch(record)
         if dist.is_main:
@@ -402,7 +402,7 @@ def train(method: DeepMethod, data: ImageDataset, ctx: RunContext) -> Prediction
     # the last checkpoint, and it is what the run exports (model.pt)
     scores, ids, features, final = evaluate_now(final=True)
     if dist.is_main:
-        scores.update(health.measure(ids, features if method.signed_features else None))
+        scores.update(health.measure(ids, features))
     if history:
         new = {key: v for key, v in scores.items() if key not in history[-1]}
         history[-1].update(scores)

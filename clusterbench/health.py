@@ -80,6 +80,9 @@ class HealthMonitor:
     k: int  # clusters
     chance_loss: Optional[float] = None  # the method's loss at chance, where it has one
     step: Optional[str] = None  # the training step (SCAN's) the warnings belong to
+    # judge the features' mean pairwise cosine (False for probabilities, SCAE's presences: all in
+    # the positive orthant, where a high mean cosine is no sign of collapse)
+    cosine: bool = True
     warnings: list[dict[str, Any]] = field(default_factory=list)
     _flat_run: int = 0
 
@@ -90,12 +93,10 @@ class HealthMonitor:
         self.warnings.append(entry)
         log.warning("health: %s at %sepoch %d: %s (hint: %s)", sign, f"{self.step} " if self.step else "", epoch, detail, HINTS[sign])
 
-    def measure(self, ids: np.ndarray, features: Optional[torch.Tensor]) -> dict[str, float]:
-        """An evaluation's collapse measures, for its metrics.jsonl line (``on_epoch`` judges them);
-        ``features`` None: no cosine measure (features that are probabilities, SCAE's presences,
-        all lie in the positive orthant, where a high mean cosine is no sign of collapse)."""
+    def measure(self, ids: np.ndarray, features: torch.Tensor) -> dict[str, float]:
+        """An evaluation's collapse measures, for its metrics.jsonl line (``on_epoch`` judges them)."""
         measures = {"effective_clusters": effective_clusters(ids) if len(ids) else float(self.k)}
-        if features is not None:
+        if self.cosine:
             measures["feature_cosine"] = mean_pairwise_cosine(features)
         return measures
 

@@ -188,11 +188,17 @@ class ObjectCapsules(nn.Module):
 
 
 class SCAENet(nn.Module):
-    def __init__(self, parts: PartCapsules, objects: ObjectCapsules) -> None:
+    def __init__(self, parts: PartCapsules, objects: ObjectCapsules, shape: InputShape) -> None:
         super().__init__()
         self.backbone = parts.backbone  # the engine's and the probes' handle on the encoder CNN
         self.part_capsules = parts
         self.object_capsules = objects
+        # the run's channel statistics, to undo the views' standardisation: on the model's device
+        # with it (no copy per step), not saved (every run recomputes them from its data)
+        mean = shape.mean if shape.mean is not None else [0.0] * shape.channels
+        std = shape.std if shape.std is not None else [1.0] * shape.channels
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
 
 class SCAE(DeepMethod):
@@ -270,8 +276,6 @@ class SCAE(DeepMethod):
         self.classes = 10  # the sparsity targets' class count, fixed by configure_clusters
         self.noise = RankStream(salt=29)  # presence noise and canvas shifts (on the device, checkpointed)
         self.image_size, self.canvas = 0, 0
-        self.mean: Optional[torch.Tensor] = None
-        self.std: Optional[torch.Tensor] = None
 
     def configure_clusters(self, k: int) -> None:
         self.classes = k
@@ -281,22 +285,21 @@ class SCAE(DeepMethod):
         self.canvas = int(self.canvas_size) if self.canvas_size is not None else shape.size
         if self.canvas < shape.size:
             raise ConfigError("method.canvas_size", f"{self.canvas} px is smaller than the {shape.size}-px images; use ≥ {shape.size} or null")
-        self.mean = torch.tensor(shape.mean if shape.mean is not None else [0.0] * shape.channels).view(1, -1, 1, 1)
-        self.std = torch.tensor(shape.std if shape.std is not None else [1.0] * shape.channels).view(1, -1, 1, 1)
         with torch.no_grad():
             probe = backbone(torch.zeros(1, shape.channels, self.canvas, self.canvas))
         map_shape = (probe.shape[1], 1, 1) if probe.dim() == 2 else tuple(probe.shape[1:])
         parts = PartCapsules(backbone, map_shape, self.parts, self.special, self.template_size, shape.channels, self.canvas, self.template_nonlin)
         part_input = POSE + 1 + self.special + shape.channels * self.template_size**2
         objects = ObjectCapsules(self.parts, self.objects, part_input, **self.set_args)
-        return SCAENet(parts, objects)
+        return SCAENet(parts, objects, shape)
 
     # --- the model ---------------------------------------------------------------------------
 
     def place(self, x: torch.Tensor, training: bool) -> torch.Tensor:
         """Standardised images → pixels in [0, 1] on the zero canvas: at a uniformly random
         offset in training (the code's pad_and_shift), centred otherwise."""
-        pixels = x.float() * self.std.to(x.device) + self.mean.to(x.device)
+        net: SCAENet = self.model  # type: ignore[assignment]
+        pixels = x.float() * net.std + net.mean
         b, c, s, _ = pixels.shape
         room = self.canvas - s
         if room == 0:
